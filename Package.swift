@@ -1,0 +1,55 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+/// Settings every Swift target shares: Swift 6 language mode is the package default;
+/// these add the upcoming features we rely on.
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "druid-sync",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "druid-sync", targets: ["druid-sync"])
+    ],
+    targets: [
+        // C libraries from Debian, one module map each.
+        .systemLibrary(
+            name: "CRabbitMQ", path: "Sources/CRabbitMQ", pkgConfig: "librabbitmq",
+            providers: [.apt(["librabbitmq-dev"])]),
+        .systemLibrary(
+            name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "libcrypto",
+            providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(
+            name: "CCurl", path: "Sources/CCurl", pkgConfig: "libcurl",
+            providers: [.apt(["libcurl4-openssl-dev"])]),
+        .systemLibrary(
+            name: "CSystemd", path: "Sources/CSystemd", pkgConfig: "libsystemd",
+            providers: [.apt(["libsystemd-dev"])]),
+
+        // The domain: pure values and functions, no C, no I/O.
+        .target(name: "UserUpdates", swiftSettings: swiftSettings),
+        // Swift wrappers of the C libraries.
+        .target(name: "AMQP", dependencies: ["CRabbitMQ"], swiftSettings: swiftSettings),
+        .target(name: "HTTPClient", dependencies: ["CCurl"], swiftSettings: swiftSettings),
+        .target(
+            name: "Druid", dependencies: ["COpenSSL", "HTTPClient", "UserUpdates"],
+            swiftSettings: swiftSettings),
+        // The service: consume, call DRUID, settle.
+        .target(
+            name: "DruidSync",
+            dependencies: ["AMQP", "HTTPClient", "Druid", "UserUpdates", "CSystemd"],
+            swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "druid-sync", dependencies: ["DruidSync"], swiftSettings: swiftSettings),
+
+        .testTarget(name: "UserUpdatesTests", dependencies: ["UserUpdates"], swiftSettings: swiftSettings),
+        .testTarget(name: "DruidTests", dependencies: ["Druid", "HTTPClient"], swiftSettings: swiftSettings),
+        .testTarget(name: "DruidSyncTests", dependencies: ["DruidSync"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "IntegrationTests", dependencies: ["AMQP", "DruidSync", "UserUpdates"],
+            swiftSettings: swiftSettings),
+    ]
+)

@@ -1,0 +1,2 @@
+internal import CRabbitMQ
+func rabbitVersion() -> String { String(cString: amqp_version()) }

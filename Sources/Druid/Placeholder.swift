@@ -1,0 +1,2 @@
+internal import COpenSSL
+func sslVersion() -> String { String(cString: OpenSSL_version(OPENSSL_VERSION)) }
