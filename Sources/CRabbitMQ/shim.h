@@ -17,6 +17,8 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 /// amqp_login_with_properties is variadic; Swift cannot call it. PLAIN takes user and password.
 static inline amqp_rpc_reply_t druid_amqp_login_plain(amqp_connection_state_t state,

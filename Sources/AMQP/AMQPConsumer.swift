@@ -1,0 +1,203 @@
+import Foundation
+import Synchronization
+
+/// A consuming connection on a thread of its own that reconnects by itself.
+///
+/// On every (re)connection it runs `prepare` (declare the topology), sets the prefetch and
+/// starts consuming; deliveries and state changes come out of `events`. Settle deliveries
+/// with `ack` and `reject` from any thread: they are sent by the connection's thread.
+/// A settlement for a delivery of a connection that has since died is dropped: the broker
+/// has already put that message back and will deliver it again.
+public final class AMQPConsumer: Sendable {
+    /// What the consumer needs to know.
+    public struct Configuration: Sendable {
+        /// Broker nodes, tried in turn.
+        public var endpoints: [AMQPEndpoint]
+        public var options: AMQPConnectionOptions
+        public var queue: String
+        /// How many unacknowledged deliveries the broker may hand us (`basic.qos`).
+        public var prefetch: UInt16
+        /// Runs on the connection's thread after each connect, before consuming: declare here.
+        public var prepare: @Sendable (AMQPConnection) throws(AMQPError) -> Void
+        public var reconnectBackoff = Backoff()
+
+        public init(
+            endpoints: [AMQPEndpoint], options: AMQPConnectionOptions, queue: String, prefetch: UInt16,
+            prepare: @escaping @Sendable (AMQPConnection) throws(AMQPError) -> Void
+        ) {
+            self.endpoints = endpoints
+            self.options = options
+            self.queue = queue
+            self.prefetch = prefetch
+            self.prepare = prepare
+        }
+    }
+
+    /// What comes out of the consumer, in order.
+    public enum Event: Sendable {
+        case delivery(Delivery)
+        /// Connected and consuming (the first time or again).
+        case consuming(endpoint: String, server: String)
+        /// A connection attempt failed; the next is in `retryIn`.
+        case connectFailed(AMQPError, endpoint: String, retryIn: Duration)
+        /// The connection died; unsettled deliveries will come back redelivered.
+        case connectionLost(AMQPError)
+        /// The broker cancelled our consumer; we declare and consume again.
+        case cancelledByBroker
+        case blocked(reason: String)
+        case unblocked
+    }
+
+    private enum Command {
+        case ack(tag: UInt64, generation: UInt64)
+        case reject(tag: UInt64, generation: UInt64, requeue: Bool)
+        case stopConsuming
+    }
+
+    private struct Shared {
+        var commands: [Command] = []
+        var isShuttingDown = false
+    }
+
+    public let events: AsyncStream<Event>
+    private let continuation: AsyncStream<Event>.Continuation
+    private let shared = Mutex(Shared())
+    private let wakeup = Wakeup()
+    private let configuration: Configuration
+    private let finished = Mutex(false)
+
+    public init(configuration: Configuration) {
+        self.configuration = configuration
+        (events, continuation) = AsyncStream.makeStream(of: Event.self)
+        let thread = Thread { [self] in run() }
+        thread.name = "amqp-consumer"
+        thread.start()
+    }
+
+    /// Acknowledges a delivery: the message is done.
+    public func ack(_ delivery: Delivery) {
+        submit(.ack(tag: delivery.deliveryTag, generation: delivery.channelGeneration))
+    }
+
+    /// Rejects a delivery; with `requeue` the broker delivers it again.
+    public func reject(_ delivery: Delivery, requeue: Bool) {
+        submit(.reject(tag: delivery.deliveryTag, generation: delivery.channelGeneration, requeue: requeue))
+    }
+
+    /// Asks the broker to send no more deliveries (`basic.cancel`); settlements still work.
+    public func stopConsuming() { submit(.stopConsuming) }
+
+    /// Sends the settlements already submitted, closes the connection and ends `events`.
+    /// Unsettled deliveries go back to the queue.
+    public func shutdown() {
+        shared.withLock { $0.isShuttingDown = true }
+        wakeup.signal()
+    }
+
+    private func submit(_ command: Command) {
+        shared.withLock { $0.commands.append(command) }
+        wakeup.signal()
+    }
+
+    private var isShuttingDown: Bool { shared.withLock { $0.isShuttingDown } }
+
+    // MARK: The connection's thread
+
+    private func run() {
+        var backoff = configuration.reconnectBackoff
+        var generation: UInt64 = 0
+        var endpointIndex = 0
+        while !isShuttingDown {
+            generation += 1
+            let endpoint = configuration.endpoints[endpointIndex]
+            let connection: AMQPConnection
+            var consumerTag: String
+            do throws(AMQPError) {
+                connection = try AMQPConnection(
+                    endpoint: endpoint, options: configuration.options, generation: generation)
+                try configuration.prepare(connection)
+                try connection.setPrefetch(configuration.prefetch)
+                consumerTag = try connection.consume(queue: configuration.queue)
+            } catch {
+                let wait = backoff.next()
+                continuation.yield(.connectFailed(error, endpoint: endpoint.description, retryIn: wait))
+                endpointIndex = (endpointIndex + 1) % configuration.endpoints.count
+                _ = wakeup.wait(socket: -1, timeout: wait)
+                continue
+            }
+            backoff.reset()
+            continuation.yield(.consuming(endpoint: endpoint.description, server: connection.serverDescription))
+            do throws(AMQPError) {
+                try serve(connection, consumerTag: &consumerTag)
+                // Shutting down: pending settlements were sent; close politely.
+                connection.close()
+            } catch {
+                continuation.yield(.connectionLost(error))
+                // Drop settlements for the dead channel; their messages come back redelivered.
+                shared.withLock { state in
+                    state.commands.removeAll { command in
+                        switch command {
+                        case .ack(_, let g), .reject(_, let g, _): g == generation
+                        case .stopConsuming: false
+                        }
+                    }
+                }
+                endpointIndex = (endpointIndex + 1) % configuration.endpoints.count
+                if configuration.endpoints.count == 1 {
+                    _ = wakeup.wait(socket: -1, timeout: backoff.next())
+                }
+            }
+        }
+        continuation.finish()
+    }
+
+    /// Reads deliveries and sends settlements until shutdown (returns) or a failure (throws).
+    private func serve(_ connection: AMQPConnection, consumerTag: inout String) throws(AMQPError) {
+        var isConsuming = true
+        let idleWait = Duration.milliseconds(500)
+        while true {
+            let (commands, stopping) = shared.withLock { state in
+                let taken = state.commands
+                state.commands.removeAll(keepingCapacity: true)
+                return (taken, state.isShuttingDown)
+            }
+            for command in commands {
+                switch command {
+                case .ack(let tag, let generation) where generation == connection.generation:
+                    try connection.ack(tag)
+                case .reject(let tag, let generation, let requeue) where generation == connection.generation:
+                    try connection.reject(tag, requeue: requeue)
+                case .stopConsuming where isConsuming:
+                    isConsuming = false
+                    try connection.cancel(consumerTag: consumerTag)
+                default:
+                    break
+                }
+            }
+            if stopping { return }
+            if !connection.hasBufferedInput {
+                _ = wakeup.wait(socket: connection.socketDescriptor, timeout: idleWait)
+            }
+            // Read whatever is there without blocking; this also sends and checks heartbeats.
+            for _ in 0..<256 {
+                guard let event = try connection.nextEvent(timeout: .zero) else { break }
+                switch event {
+                case .delivery(let delivery):
+                    continuation.yield(.delivery(delivery))
+                case .consumerCancelled:
+                    guard isConsuming else { break }
+                    continuation.yield(.cancelledByBroker)
+                    try configuration.prepare(connection)
+                    consumerTag = try connection.consume(queue: configuration.queue)
+                case .blocked(let reason):
+                    continuation.yield(.blocked(reason: reason))
+                case .unblocked:
+                    continuation.yield(.unblocked)
+                case .confirmed, .refused, .returned:
+                    break
+                }
+                if !connection.hasBufferedInput { break }
+            }
+        }
+    }
+}

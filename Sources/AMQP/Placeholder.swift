@@ -1,2 +1,0 @@
-internal import CRabbitMQ
-func rabbitVersion() -> String { String(cString: amqp_version()) }
