@@ -46,6 +46,7 @@ let package = Package(
             name: "druid-sync", dependencies: ["DruidSync"], swiftSettings: swiftSettings),
 
         .testTarget(name: "UserUpdatesTests", dependencies: ["UserUpdates"], swiftSettings: swiftSettings),
+        .testTarget(name: "AMQPTests", dependencies: ["AMQP"], swiftSettings: swiftSettings),
         .testTarget(name: "DruidTests", dependencies: ["Druid", "HTTPClient"], swiftSettings: swiftSettings),
         .testTarget(name: "DruidSyncTests", dependencies: ["DruidSync"], swiftSettings: swiftSettings),
         .testTarget(

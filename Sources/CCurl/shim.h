@@ -34,4 +34,9 @@ static inline CURLMcode druid_curl_multi_setopt_long(CURLM *handle, CURLMoption 
     return curl_multi_setopt(handle, option, value);
 }
 
+// CURL_GLOBAL_DEFAULT is a macro expression Swift does not import.
+static inline CURLcode druid_curl_global_init_default(void) {
+    return curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
 #endif

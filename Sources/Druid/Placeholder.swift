@@ -1,2 +1,0 @@
-internal import COpenSSL
-func sslVersion() -> String { String(cString: OpenSSL_version(OPENSSL_VERSION)) }

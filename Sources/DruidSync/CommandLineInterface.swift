@@ -1,0 +1,153 @@
+import AMQP
+import Druid
+import Foundation
+import HTTPClient
+import UserUpdates
+
+/// The `druid-sync` command line: parses arguments and runs a command.
+///
+/// Kept in the library so tests run the same code as the executable.
+public enum CommandLineInterface {
+    public static let version = "0.1.0"
+
+    /// Runs the command named by `arguments` (without the program name) and returns the exit status.
+    public static func main(arguments: [String], environment: [String: String]) async -> Int32 {
+        var arguments = arguments
+        let command = arguments.first.flatMap { $0.hasPrefix("-") ? nil : $0 } ?? "run"
+        if !arguments.isEmpty && !arguments[0].hasPrefix("-") { arguments.removeFirst() }
+        if arguments.contains("--help") || arguments.contains("-h") || command == "help" {
+            let topic = command == "help" ? (arguments.first ?? "") : command
+            print(help(for: topic))
+            return 0
+        }
+        if arguments.contains("--version") || command == "version" {
+            print(versionText())
+            return 0
+        }
+        switch command {
+        case "run":
+            guard arguments.isEmpty else { return usageError("run takes no arguments: \(arguments.joined(separator: " "))") }
+            return await runService(environment: environment)
+        case "translate":
+            return translate(arguments: arguments, environment: environment)
+        default:
+            return usageError("unknown command \(command)")
+        }
+    }
+
+    static func usageError(_ message: String) -> Int32 {
+        FileHandle.standardError.write(Data("druid-sync: \(message)\n\n\(help(for: ""))\n".utf8))
+        return 2
+    }
+
+    /// The program's own version and those of the C libraries it runs with.
+    public static func versionText() -> String {
+        """
+        druid-sync \(version)
+        rabbitmq-c \(AMQPConnection.libraryVersion)
+        \(DruidClient.openSSLVersion)
+        \(HTTPClient.curlVersion)
+        """
+    }
+
+    static func help(for topic: String) -> String {
+        switch topic {
+        case "run":
+            return """
+                usage: druid-sync [run]
+
+                Consumes user-update events from RabbitMQ and applies each to DRUID as an
+                "update user" activity, then acknowledges, retries or dead-letters it.
+                Runs until SIGTERM or SIGINT; a second signal exits at once.
+                Configured entirely through DRUID_SYNC_* environment variables (see README).
+                """
+        case "translate":
+            return """
+                usage: druid-sync translate [FILE|-]
+
+                Reads one event (from FILE, or standard input when FILE is - or absent),
+                validates it as the daemon would and prints the DRUID activity it becomes,
+                with the password shown as ***. Exits 1 with the validation error otherwise.
+                Uses DRUID_SYNC_CLIENT_ID, DRUID_SYNC_VERB, DRUID_SYNC_DEFAULT_LOCALE,
+                DRUID_SYNC_ASSERTION_TYPOLOGY and DRUID_SYNC_MAX_MESSAGE_BYTES.
+                """
+        default:
+            return """
+                usage: druid-sync [COMMAND] [OPTIONS]
+
+                Commands:
+                  run                 run the service (the default)
+                  translate [FILE|-]  print the DRUID activity an event becomes
+
+                Options:
+                  --version           print the version of druid-sync and its C libraries
+                  --help              print help; `druid-sync COMMAND --help` for a command
+                """
+        }
+    }
+
+    static func translate(arguments: [String], environment: [String: String]) -> Int32 {
+        guard arguments.count <= 1 else { return usageError("translate takes at most one file") }
+        let configuration: Configuration
+        do {
+            configuration = try Configuration.fromEnvironment(environment, readFile: Configuration.readTextFile)
+        } catch {
+            FileHandle.standardError.write(Data("druid-sync: \(error)\n".utf8))
+            return 2
+        }
+        let path = arguments.first ?? "-"
+        let body: [UInt8]
+        if path == "-" {
+            body = [UInt8](FileHandle.standardInput.readDataToEndOfFile())
+        } else {
+            guard let data = FileManager.default.contents(atPath: path) else {
+                FileHandle.standardError.write(Data("druid-sync: cannot read \(path)\n".utf8))
+                return 2
+            }
+            body = [UInt8](data)
+        }
+        let pipeline = EventPipeline(configuration: configuration)
+        switch pipeline.decoder.decode(body: body, contentType: nil, messageId: nil) {
+        case .success(let event):
+            let activity = pipeline.translator.activity(for: event)
+            print(activity.redactedJSON)
+            if let language = activity.acceptLanguage { print("Accept-Language: \(language)") }
+            return 0
+        case .failure(let invalid):
+            FileHandle.standardError.write(Data("\(invalid.reason)\n".utf8))
+            return 1
+        }
+    }
+
+    static func runService(environment: [String: String]) async -> Int32 {
+        let configuration: Configuration
+        do {
+            configuration = try Configuration.fromEnvironment(environment, readFile: Configuration.readTextFile)
+        } catch {
+            FileHandle.standardError.write(Data("druid-sync: configuration error: \(error)\n".utf8))
+            return 2
+        }
+        let logger = Logger(
+            level: configuration.logging.level, format: configuration.logging.format,
+            isJournal: !(environment["JOURNAL_STREAM"] ?? "").isEmpty)
+        do {
+            let service = try SyncService(configuration: configuration, logger: logger, environment: environment)
+            return await service.run()
+        } catch {
+            logger.error("start-up failed", [("error", .string("\(error)"))])
+            return 1
+        }
+    }
+}
+
+/// The decoder and translator built from the configuration, shared by `run` and `translate`.
+struct EventPipeline: Sendable {
+    let decoder: EventDecoder
+    let translator: ActivityTranslator
+
+    init(configuration: Configuration) {
+        decoder = EventDecoder(
+            maxMessageBytes: configuration.events.maxMessageBytes, digest: { Digest.sha256Hex($0) })
+        translator = ActivityTranslator(settings: configuration.translationSettings)
+    }
+}

@@ -1,0 +1,237 @@
+public import AMQP
+import Druid
+public import UserUpdates
+
+/// Sends one update to DRUID. `DruidClient` is the real one; tests use fakes.
+public protocol DruidUpdating: Sendable {
+    func update(_ activity: UpdateActivity) async -> DruidAnswer
+}
+
+/// Publishes a copy of a message and returns once the broker confirmed it.
+/// `ConfirmingPublisher` is the real one; tests use fakes.
+public protocol ConfirmedPublishing: Sendable {
+    func publish(exchange: String, routingKey: String, properties: MessageProperties, body: [UInt8])
+        async throws(AMQPError)
+}
+
+extension ConfirmingPublisher: ConfirmedPublishing {}
+
+extension DruidClient: DruidUpdating {}
+
+/// What to do with the delivery once it has been handled.
+public enum Settlement: Sendable, Equatable {
+    /// Done: DRUID accepted it, or its retry or dead-letter copy is safely in the broker.
+    case ack
+    /// Give it back to the broker to deliver again (its copy could not be published).
+    case requeue
+}
+
+/// What happened to one message, for its log line and the counters.
+public struct ProcessingReport: Sendable {
+    public enum Kind: String, Sendable {
+        case applied = "ack"
+        case retried = "retry"
+        case deadLettered = "dead-letter"
+        case requeued = "requeue"
+    }
+
+    public var kind: Kind
+    public var settlement: Settlement
+    public var eventId: String
+    public var objectId: String?
+    public var reason: String?
+    public var httpStatus: Int?
+    public var attempt: Int
+    /// Time spent waiting on DRUID, all calls for this delivery together.
+    public var druidLatency: Duration
+    /// Set when DRUID refused the service's own credentials: the caller slows down.
+    public var credentialsRefused: Bool
+}
+
+/// The whole handling of one delivery: decode, translate, call DRUID, and decide.
+///
+/// Settling (ack or requeue) is left to the caller, which owns the consuming channel.
+/// A copy (retry or dead-letter) is published and confirmed before `.ack` is returned,
+/// so the message exists somewhere at every moment.
+public struct MessageProcessor<Druid: DruidUpdating, Publisher: ConfirmedPublishing>: Sendable {
+    public let decoder: EventDecoder
+    public let translator: ActivityTranslator
+    public let policy: RetryPolicy
+    public let topology: Topology
+    public let druid: Druid
+    public let publisher: Publisher
+    /// Supplies the current time as seconds since 1970, for the failure timestamps.
+    public let now: @Sendable () -> UTCTimestamp
+
+    public init(
+        decoder: EventDecoder, translator: ActivityTranslator, policy: RetryPolicy, topology: Topology,
+        druid: Druid, publisher: Publisher, now: @escaping @Sendable () -> UTCTimestamp
+    ) {
+        self.decoder = decoder
+        self.translator = translator
+        self.policy = policy
+        self.topology = topology
+        self.druid = druid
+        self.publisher = publisher
+        self.now = now
+    }
+
+    public func process(_ delivery: Delivery) async -> ProcessingReport {
+        let headers = HeaderConversion.headers(from: delivery.properties.headers)
+        let previousAttempts = FailureHeaders.attemptCount(in: headers)
+        let attempt = previousAttempts + 1
+        let event: UserUpdateEvent
+        switch decoder.decode(
+            body: delivery.body, contentType: delivery.properties.contentType,
+            messageId: delivery.properties.messageId)
+        {
+        case .success(let decoded):
+            event = decoded
+        case .failure(let invalid):
+            return await deadLetter(
+                delivery, headers: headers, eventId: invalid.eventId, objectId: nil, reason: invalid.reason,
+                httpStatus: nil, attempt: attempt, latency: .zero)
+        }
+        let activity = translator.activity(for: event)
+        var immediateRetries = 0
+        var latency = Duration.zero
+        let clock = ContinuousClock()
+        while true {
+            let started = clock.now
+            let answer = await druid.update(activity)
+            latency += clock.now - started
+            let outcome = policy.outcome(for: answer, attempt: attempt, immediateRetries: immediateRetries)
+            switch outcome {
+            case .ack:
+                return ProcessingReport(
+                    kind: .applied, settlement: .ack, eventId: event.eventId, objectId: event.user.objectId,
+                    reason: nil, httpStatus: answer.httpStatus, attempt: attempt, druidLatency: latency,
+                    credentialsRefused: false)
+            case .retryNow:
+                immediateRetries += 1
+                continue
+            case .retry(let queueIndex, _, let reason, let countsAsAttempt):
+                let copyHeaders = FailureHeaders.retryHeaders(
+                    original: headers, attemptsMade: countsAsAttempt ? attempt : previousAttempts,
+                    reason: reason, now: now())
+                var properties = delivery.properties
+                properties.headers = HeaderConversion.table(from: copyHeaders)
+                let settlement = await publishCopy(
+                    exchange: topology.retryExchange, routingKey: topology.retryQueueName(queueIndex),
+                    properties: properties, body: delivery.body)
+                var isCredentials = false
+                if case .credentialsRefused = answer { isCredentials = true }
+                return ProcessingReport(
+                    kind: settlement == .ack ? .retried : .requeued, settlement: settlement, eventId: event.eventId,
+                    objectId: event.user.objectId, reason: reason, httpStatus: answer.httpStatus, attempt: attempt,
+                    druidLatency: latency, credentialsRefused: isCredentials)
+            case .deadLetter(let reason, let httpStatus):
+                return await deadLetter(
+                    delivery, headers: headers, eventId: event.eventId, objectId: event.user.objectId,
+                    reason: reason, httpStatus: httpStatus, attempt: attempt, latency: latency)
+            }
+        }
+    }
+
+    private func deadLetter(
+        _ delivery: Delivery, headers: [(String, HeaderValue)], eventId: String, objectId: String?, reason: String,
+        httpStatus: Int?, attempt: Int, latency: Duration
+    ) async -> ProcessingReport {
+        let copyHeaders = FailureHeaders.deadLetterHeaders(
+            original: headers, reason: reason, httpStatus: httpStatus, attempts: attempt, eventId: eventId,
+            originalQueue: topology.workQueue, now: now())
+        var properties = delivery.properties
+        properties.headers = HeaderConversion.table(from: copyHeaders)
+        let settlement = await publishCopy(
+            exchange: topology.deadLetterExchange, routingKey: topology.workQueue, properties: properties,
+            body: delivery.body)
+        return ProcessingReport(
+            kind: settlement == .ack ? .deadLettered : .requeued, settlement: settlement, eventId: eventId,
+            objectId: objectId, reason: reason, httpStatus: httpStatus, attempt: attempt, druidLatency: latency,
+            credentialsRefused: false)
+    }
+
+    private func publishCopy(exchange: String, routingKey: String, properties: MessageProperties, body: [UInt8])
+        async -> Settlement
+    {
+        var properties = properties
+        // The broker checks user-id against the publishing user; ours is not the producer's.
+        properties.userId = nil
+        do throws(AMQPError) {
+            try await publisher.publish(exchange: exchange, routingKey: routingKey, properties: properties, body: body)
+            return .ack
+        } catch {
+            return .requeue
+        }
+    }
+}
+
+extension DruidAnswer {
+    /// The HTTP status to log, when there was one.
+    var httpStatus: Int? {
+        switch self {
+        case .accepted(let status), .rejected(let status, _): status
+        case .unauthorized: 401
+        case .credentialsRefused(let status, _), .unavailable(let status, _, _): status
+        }
+    }
+}
+
+/// Converts between the domain's header values and the AMQP module's table values,
+/// case by case (both cover every AMQP field type, so nothing is lost on a copy).
+enum HeaderConversion {
+    static func headers(from table: AMQPTable?) -> [(String, HeaderValue)] {
+        guard let table else { return [] }
+        return table.entries.map { ($0.key, headerValue($0.value)) }
+    }
+
+    static func table(from headers: [(String, HeaderValue)]) -> AMQPTable {
+        AMQPTable(headers.map { (key: $0.0, value: amqpValue($0.1)) })
+    }
+
+    static func headerValue(_ value: AMQPValue) -> HeaderValue {
+        switch value {
+        case .bool(let v): .bool(v)
+        case .int8(let v): .int8(v)
+        case .uint8(let v): .uint8(v)
+        case .int16(let v): .int16(v)
+        case .uint16(let v): .uint16(v)
+        case .int32(let v): .int32(v)
+        case .uint32(let v): .uint32(v)
+        case .int64(let v): .int64(v)
+        case .uint64(let v): .uint64(v)
+        case .float(let v): .float(v)
+        case .double(let v): .double(v)
+        case .decimal(let decimals, let v): .decimal(scale: decimals, value: v)
+        case .string(let v): .string(v)
+        case .bytes(let v): .bytes(v)
+        case .array(let values): .array(values.map(headerValue))
+        case .timestamp(let v): .timestamp(v)
+        case .table(let nested): .table(headers(from: nested))
+        case .void: .void
+        }
+    }
+
+    static func amqpValue(_ value: HeaderValue) -> AMQPValue {
+        switch value {
+        case .bool(let v): .bool(v)
+        case .int8(let v): .int8(v)
+        case .uint8(let v): .uint8(v)
+        case .int16(let v): .int16(v)
+        case .uint16(let v): .uint16(v)
+        case .int32(let v): .int32(v)
+        case .uint32(let v): .uint32(v)
+        case .int64(let v): .int64(v)
+        case .uint64(let v): .uint64(v)
+        case .float(let v): .float(v)
+        case .double(let v): .double(v)
+        case .decimal(let scale, let v): .decimal(decimals: scale, value: v)
+        case .string(let v): .string(v)
+        case .bytes(let v): .bytes(v)
+        case .array(let values): .array(values.map(amqpValue))
+        case .timestamp(let v): .timestamp(v)
+        case .table(let nested): .table(table(from: nested))
+        case .void: .void
+        }
+    }
+}

@@ -1,0 +1,69 @@
+import Synchronization
+
+/// Counters shared by the processing tasks, read by the periodic stats line and the
+/// systemd status. Lock-free: every field is an atomic.
+final class Statistics: Sendable {
+    let received = Atomic<Int>(0)
+    let acked = Atomic<Int>(0)
+    let retried = Atomic<Int>(0)
+    let deadLettered = Atomic<Int>(0)
+    let requeued = Atomic<Int>(0)
+    let inFlight = Atomic<Int>(0)
+    private let reasons = Mutex<[String: Int]>([:])
+    private let latencies = Mutex(LatencyWindow())
+
+    init() {}
+
+    func countDeadLetter(reason: String) {
+        deadLettered.add(1, ordering: .relaxed)
+        // Group by the reason's kind (`invalid-event`, `druid-rejected` …), not its detail.
+        let kind = reason.split(separator: ":", maxSplits: 1).first.map(String.init) ?? reason
+        reasons.withLock { $0[kind, default: 0] += 1 }
+    }
+
+    func recordLatency(_ duration: Duration) {
+        latencies.withLock { $0.add(duration) }
+    }
+
+    /// Dead-letter counts by reason kind.
+    var deadLettersByReason: [String: Int] { reasons.withLock { $0 } }
+
+    /// p50 and p99 of the DRUID latencies since the last call, and clears the window.
+    func takeLatencyPercentiles() -> (p50: Duration, p99: Duration)? {
+        latencies.withLock { window in
+            defer { window.reset() }
+            return window.percentiles()
+        }
+    }
+}
+
+/// The latencies of one stats interval (bounded: a sample of at most 4096).
+struct LatencyWindow {
+    private var samples: [Duration] = []
+    private var seen = 0
+
+    mutating func add(_ value: Duration) {
+        seen += 1
+        if samples.count < 4096 {
+            samples.append(value)
+        } else {
+            // Reservoir sampling keeps the window representative without growing.
+            let slot = Int.random(in: 0..<seen)
+            if slot < samples.count { samples[slot] = value }
+        }
+    }
+
+    mutating func reset() {
+        samples.removeAll(keepingCapacity: true)
+        seen = 0
+    }
+
+    func percentiles() -> (p50: Duration, p99: Duration)? {
+        guard !samples.isEmpty else { return nil }
+        let sorted = samples.sorted()
+        func at(_ fraction: Double) -> Duration {
+            sorted[min(sorted.count - 1, Int((Double(sorted.count) * fraction).rounded(.down)))]
+        }
+        return (at(0.5), at(0.99))
+    }
+}

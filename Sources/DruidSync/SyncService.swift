@@ -1,0 +1,333 @@
+import AMQP
+import Druid
+import Dispatch
+import Foundation
+import HTTPClient
+import Synchronization
+import UserUpdates
+
+/// The daemon: consumes deliveries, has each processed, settles it, and stops gracefully.
+///
+/// Threads: one for the consuming connection, one for the publishing connection, one for
+/// libcurl; the processing of each delivery is a child task of `run`.
+public final class SyncService: Sendable {
+    let configuration: Configuration
+    let logger: Logger
+    let notifier: SystemdNotifier
+    let statistics = Statistics()
+    let http: HTTPClient
+    let consumer: AMQPConsumer
+    let publisher: ConfirmingPublisher
+    let processor: MessageProcessor<DruidClient, ConfirmingPublisher>
+    let credentialGate = CredentialGate()
+    private let stopState = Mutex(StopState())
+
+    struct StopState {
+        var signals = 0
+        var isStopping = false
+    }
+
+    /// Builds every part from the configuration. Throws when a part cannot be built
+    /// (a CA file that cannot be read, …); broker and DRUID are contacted only by `run`.
+    public init(configuration: Configuration, logger: Logger, environment: [String: String]) throws {
+        self.configuration = configuration
+        self.logger = logger
+        notifier = SystemdNotifier(environment: environment)
+        http = try HTTPClient(
+            configuration: HTTPClientConfiguration(
+                maximumIdleConnections: max(64, configuration.concurrency * 2 + 4),
+                certificateAuthorityFile: configuration.druid.caFile, userAgent: "druid-sync/\(CommandLineInterface.version)"))
+        let druid = DruidClient(
+            configuration: DruidClientConfiguration(
+                authURL: configuration.druid.authURL, graphURL: configuration.druid.graphURL,
+                clientId: configuration.druid.clientId, clientSecret: configuration.druid.clientSecret,
+                entryPoint: configuration.druid.entryPoint, timeout: configuration.druid.timeout),
+            http: http)
+        let topology = configuration.topology
+        var options = AMQPConnectionOptions()
+        options.heartbeatSeconds = Int(configuration.amqp.heartbeat.components.seconds)
+        options.clientVersion = CommandLineInterface.version
+        options.connectionName = "druid-sync \(ProcessInfo.processInfo.hostName) pid \(getpid())"
+        let endpoints = configuration.amqp.endpoints.map { $0.brokerEndpoint(tls: configuration.amqp) }
+        publisher = ConfirmingPublisher(endpoints: endpoints, options: options)
+        let declares = configuration.amqp.declaresTopology
+        consumer = AMQPConsumer(
+            configuration: .init(
+                endpoints: endpoints, options: options, queue: topology.workQueue,
+                prefetch: UInt16(clamping: configuration.concurrency),
+                prepare: { connection throws(AMQPError) in
+                    if declares {
+                        try TopologyDeclarer.declare(topology, on: connection)
+                    } else {
+                        try TopologyDeclarer.check(topology, on: connection)
+                    }
+                }))
+        let pipeline = EventPipeline(configuration: configuration)
+        processor = MessageProcessor(
+            decoder: pipeline.decoder, translator: pipeline.translator, policy: configuration.retryPolicy,
+            topology: topology, druid: druid, publisher: publisher, now: { UTCTimestamp(secondsSince1970: Date().timeIntervalSince1970) })
+    }
+
+    /// Runs until stopped by a signal; returns the process exit status.
+    public func run() async -> Int32 {
+        logger.info(
+            "druid-sync starting",
+            [
+                ("version", .string(CommandLineInterface.version)),
+                ("rabbitmq_c", .string(AMQPConnection.libraryVersion)),
+                ("openssl", .string(DruidClient.openSSLVersion)),
+                ("libcurl", .string(HTTPClient.curlVersion)),
+            ] + configuration.effectiveSettings().map { ($0.0, LogValue.string($0.1)) })
+        let signals = installSignalHandlers()
+        await withDiscardingTaskGroup { group in
+            group.addTask { await self.watchPublisher() }
+            group.addTask { await self.reportPeriodically() }
+            group.addTask {
+                for await signal in signals {
+                    await self.stopGracefully(signal: signal)
+                    break
+                }
+            }
+            for await event in consumer.events {
+                switch event {
+                case .delivery(let delivery):
+                    statistics.received.add(1, ordering: .relaxed)
+                    statistics.inFlight.add(1, ordering: .relaxed)
+                    group.addTask { await self.handle(delivery) }
+                case .consuming(let endpoint, let server):
+                    logger.notice(
+                        "consuming", [("endpoint", .string(endpoint)), ("broker", .string(server)),
+                        ("queue", .string(configuration.topology.workQueue)),
+                        ("prefetch", .integer(configuration.concurrency))])
+                    notifier.ready(status: "consuming from \(configuration.topology.workQueue)")
+                case .connectFailed(let error, let endpoint, let retryIn):
+                    logger.error(
+                        "cannot connect to the broker",
+                        [("endpoint", .string(endpoint)), ("error", .string("\(error)")),
+                        ("retry_in_ms", .integer(Int(retryIn / .milliseconds(1))))])
+                case .connectionLost(let error):
+                    logger.error(
+                        "connection to the broker lost; unsettled messages will be redelivered",
+                        [("error", .string("\(error)"))])
+                case .cancelledByBroker:
+                    logger.warning("the broker cancelled the consumer; declaring and consuming again")
+                case .blocked(let reason):
+                    logger.warning("the broker blocked the consuming connection", [("reason", .string(reason))])
+                case .unblocked:
+                    logger.notice("the broker unblocked the consuming connection")
+                }
+            }
+            // The consumer is shut down: nothing more will be settled.
+            publisher.shutdown()
+            http.shutdown()
+            group.cancelAll()
+        }
+        logger.notice(
+            "druid-sync stopped",
+            [("received", .integer(statistics.received.load(ordering: .relaxed))),
+            ("acked", .integer(statistics.acked.load(ordering: .relaxed)))])
+        return 0
+    }
+
+    private func handle(_ delivery: Delivery) async {
+        defer { statistics.inFlight.subtract(1, ordering: .relaxed) }
+        await credentialGate.wait()
+        let report = await processor.process(delivery)
+        switch report.settlement {
+        case .ack: consumer.ack(delivery)
+        case .requeue:
+            // The copy could not be published (broker trouble): give the broker a moment.
+            try? await Task.sleep(for: .seconds(1))
+            consumer.reject(delivery, requeue: true)
+        }
+        statistics.recordLatency(report.druidLatency)
+        var fields: [(String, LogValue)] = [
+            ("event_id", .string(report.eventId)),
+            ("object_id", .string(report.objectId ?? "")),
+            ("outcome", .string(report.kind.rawValue)),
+        ]
+        if let reason = report.reason { fields.append(("reason", .string(reason))) }
+        if let status = report.httpStatus { fields.append(("http_status", .integer(status))) }
+        fields.append(("attempt", .integer(report.attempt)))
+        fields.append(("latency_ms", .double(Double(report.druidLatency / .microseconds(1)) / 1000)))
+        switch report.kind {
+        case .applied:
+            statistics.acked.add(1, ordering: .relaxed)
+            credentialGate.recordSuccess()
+            logger.info("message settled", fields)
+        case .retried:
+            statistics.retried.add(1, ordering: .relaxed)
+            if report.credentialsRefused {
+                let pause = credentialGate.recordRefusal()
+                fields.append(("pause_ms", .integer(Int(pause / .milliseconds(1)))))
+                logger.error(
+                    "DRUID refused the service's credentials or permissions; message sent to retry, slowing down",
+                    fields)
+            } else {
+                logger.notice("message settled", fields)
+            }
+        case .deadLettered:
+            statistics.countDeadLetter(reason: report.reason ?? "unknown")
+            logger.warning("message settled", fields)
+        case .requeued:
+            statistics.requeued.add(1, ordering: .relaxed)
+            logger.warning("message returned to the queue: its copy could not be published", fields)
+        }
+    }
+
+    private func watchPublisher() async {
+        for await event in publisher.events {
+            switch event {
+            case .connected(let endpoint):
+                logger.info("publishing connection ready", [("endpoint", .string(endpoint))])
+            case .connectFailed(let error, let endpoint, let retryIn):
+                logger.error(
+                    "cannot open the publishing connection",
+                    [("endpoint", .string(endpoint)), ("error", .string("\(error)")),
+                    ("retry_in_ms", .integer(Int(retryIn / .milliseconds(1))))])
+            case .connectionLost(let error):
+                logger.error("publishing connection lost", [("error", .string("\(error)"))])
+            case .blocked(let reason):
+                logger.warning(
+                    "the broker blocked publishing (resource alarm); retry and dead-letter copies wait",
+                    [("reason", .string(reason))])
+            case .unblocked:
+                logger.notice("the broker unblocked publishing")
+            }
+        }
+    }
+
+    private func reportPeriodically() async {
+        let interval = configuration.statsInterval
+        var lastAcked = 0
+        var last = ContinuousClock.now
+        while !Task.isCancelled {
+            do { try await Task.sleep(for: interval) } catch { return }
+            let now = ContinuousClock.now
+            let acked = statistics.acked.load(ordering: .relaxed)
+            let seconds = Double((now - last) / .milliseconds(1)) / 1000
+            let rate = seconds > 0 ? Double(acked - lastAcked) / seconds : 0
+            lastAcked = acked
+            last = now
+            var fields: [(String, LogValue)] = [
+                ("received", .integer(statistics.received.load(ordering: .relaxed))),
+                ("acked", .integer(acked)),
+                ("retried", .integer(statistics.retried.load(ordering: .relaxed))),
+                ("dead_lettered", .integer(statistics.deadLettered.load(ordering: .relaxed))),
+                ("in_flight", .integer(statistics.inFlight.load(ordering: .relaxed))),
+                ("messages_per_second", .double(rate)),
+            ]
+            for (reason, count) in statistics.deadLettersByReason.sorted(by: { $0.key < $1.key }) {
+                fields.append(("dead_lettered_\(reason)", .integer(count)))
+            }
+            if let (p50, p99) = statistics.takeLatencyPercentiles() {
+                fields.append(("druid_p50_ms", .double(Double(p50 / .microseconds(1)) / 1000)))
+                fields.append(("druid_p99_ms", .double(Double(p99 / .microseconds(1)) / 1000)))
+            }
+            logger.info("stats", fields)
+            notifier.status(
+                "consuming; \(Int(rate)) msg/s; \(statistics.inFlight.load(ordering: .relaxed)) in flight")
+        }
+    }
+
+    /// Stops taking deliveries, lets those in flight finish within the grace period,
+    /// then closes the consumer (what is still unsettled goes back to the queue).
+    private func stopGracefully(signal: Int32) async {
+        let grace = configuration.shutdownGrace
+        logger.notice(
+            "stopping: no new deliveries; finishing those in flight",
+            [("signal", .integer(Int(signal))), ("in_flight", .integer(statistics.inFlight.load(ordering: .relaxed))),
+            ("grace_ms", .integer(Int(grace / .milliseconds(1))))])
+        notifier.stopping(status: "stopping")
+        consumer.stopConsuming()
+        let deadline = ContinuousClock.now + grace
+        while statistics.inFlight.load(ordering: .relaxed) > 0 && ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        let left = statistics.inFlight.load(ordering: .relaxed)
+        if left > 0 {
+            logger.warning(
+                "grace period over; unsettled messages go back to the queue", [("in_flight", .integer(left))])
+        }
+        consumer.shutdown()
+    }
+
+    /// SIGTERM and SIGINT: the first starts a graceful stop, the second exits at once.
+    private func installSignalHandlers() -> AsyncStream<Int32> {
+        let (stream, continuation) = AsyncStream.makeStream(of: Int32.self)
+        signal(SIGPIPE, SIG_IGN)
+        for number in [SIGTERM, SIGINT] {
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { [self] in
+                let count = stopState.withLock { state -> Int in
+                    state.signals += 1
+                    return state.signals
+                }
+                if count == 1 {
+                    continuation.yield(number)
+                } else {
+                    logger.warning("second signal: exiting now; unsettled messages will be redelivered")
+                    _exit(1)
+                }
+            }
+            source.resume()
+            SignalSources.keep(source)
+        }
+        return stream
+    }
+}
+
+/// Keeps signal sources alive for the life of the process.
+enum SignalSources {
+    // Written only while start-up installs the handlers, never read: nothing can race on it.
+    nonisolated(unsafe) private static var sources: [any DispatchSourceSignal] = []
+    static func keep(_ source: any DispatchSourceSignal) { sources.append(source) }
+}
+
+/// Slows the whole service down while DRUID refuses our own credentials or permissions,
+/// so a misconfiguration does not turn into a storm of token requests.
+final class CredentialGate: Sendable {
+    private struct State {
+        var pausedUntil: ContinuousClock.Instant?
+        var pause: Duration = .zero
+    }
+
+    private let state = Mutex(State())
+
+    /// Waits while a pause is in effect.
+    func wait() async {
+        guard let until = state.withLock({ $0.pausedUntil }), until > .now else { return }
+        try? await Task.sleep(until: until, clock: .continuous)
+    }
+
+    /// Doubles the pause (1 s up to 60 s) and returns it.
+    func recordRefusal() -> Duration {
+        state.withLock { state in
+            state.pause = state.pause == .zero ? .seconds(1) : min(state.pause * 2, .seconds(60))
+            state.pausedUntil = .now + state.pause
+            return state.pause
+        }
+    }
+
+    func recordSuccess() {
+        state.withLock { state in
+            if state.pause != .zero {
+                state.pause = .zero
+                state.pausedUntil = nil
+            }
+        }
+    }
+}
+
+extension Configuration.AMQPEndpoint {
+    /// The AMQP module's view of this endpoint, with the TLS files when the URL is `amqps://`.
+    func brokerEndpoint(tls settings: Configuration.AMQPSettings) -> AMQP.AMQPEndpoint {
+        AMQP.AMQPEndpoint(
+            host: host, port: port, user: user, password: password.revealed, virtualHost: virtualHost,
+            tls: usesTLS
+                ? AMQPTLSSettings(
+                    caFile: settings.caFile, certificateFile: settings.certificateFile, keyFile: settings.keyFile)
+                : nil)
+    }
+}

@@ -1,0 +1,70 @@
+internal import CCurl
+
+/// Something that executes HTTP requests: ``HTTPClient``, or a fake in tests.
+public protocol HTTPExecutor: Sendable {
+    /// Sends `request` and returns the response, whatever its status.
+    func execute(_ request: HTTPRequest) async throws(HTTPClientError) -> HTTPResponse
+}
+
+/// An HTTP/1.1 client for many concurrent requests, built on libcurl's multi interface.
+///
+/// One dedicated I/O thread performs every request; connections are kept alive and
+/// reused, so a steady load runs over a stable set of connections. Create one client per
+/// process (or per service), share it, and call ``shutdown()`` when done.
+public final class HTTPClient: HTTPExecutor {
+    private let engine: TransferEngine
+    private let thread: IOThread
+
+    /// Creates the multi handle and starts the I/O thread.
+    ///
+    /// - Throws: ``HTTPClientError`` if libcurl cannot be initialised or the thread cannot start.
+    public init(configuration: HTTPClientConfiguration = HTTPClientConfiguration()) throws(HTTPClientError) {
+        let engine = try TransferEngine(configuration: configuration)
+        self.engine = engine
+        self.thread = try IOThread { engine.run() }
+    }
+
+    deinit {
+        // The I/O thread keeps the engine alive until it has stopped; no need to wait here.
+        engine.requestStop()
+    }
+
+    /// The linked libcurl and its TLS library, e.g. `libcurl/7.88.1 OpenSSL/3.0.17 …`.
+    public static var curlVersion: String { String(cString: curl_version()) }
+
+    /// Sends `request` and returns the response, whatever its status.
+    ///
+    /// Cancelling the calling task fails the request with ``HTTPClientError/Code/cancelled``
+    /// and drops its connection.
+    ///
+    /// - Throws: ``HTTPClientError`` when no response arrived: timeout, connection
+    ///   failure, TLS failure, invalid URL or headers, cancellation, shutdown.
+    public func execute(_ request: HTTPRequest) async throws(HTTPClientError) -> HTTPResponse {
+        let transfer = try Transfer(request: request, maximumBodySize: engine.maximumResponseBodySize)
+        let engine = self.engine
+        let result = await withTaskCancellationHandler {
+            // Unsafe rather than checked: the engine resumes each transfer exactly once,
+            // on the I/O thread, and this path is hot.
+            await withUnsafeContinuation { continuation in
+                transfer.continuation = continuation
+                if !engine.submit(transfer) {
+                    transfer.continuation = nil
+                    continuation.resume(returning: .failure(HTTPClientError(code: .shutdown, detail: "")))
+                }
+            }
+        } onCancel: {
+            engine.cancel(transfer)
+        }
+        return try result.get()
+    }
+
+    /// Fails every pending request with ``HTTPClientError/Code/shutdown``, closes every
+    /// connection and stops the I/O thread; later requests fail the same way.
+    ///
+    /// Blocks until the I/O thread has ended, which takes at most one loop iteration.
+    /// Calling it again, or concurrently, is harmless.
+    public func shutdown() {
+        engine.requestStop()
+        if !thread.isCurrent { thread.join() }
+    }
+}

@@ -1,0 +1,258 @@
+internal import CCurl
+import Synchronization
+
+/// Runs every transfer of one ``HTTPClient`` on a dedicated I/O thread around one libcurl
+/// multi handle: `curl_multi_poll` to wait, `curl_multi_perform` to make progress,
+/// `curl_multi_info_read` to collect completions.
+///
+/// Tasks hand transfers over through `inbox` and wake the thread with `curl_multi_wakeup`
+/// only when it may be asleep in `curl_multi_poll`, so a busy thread is not interrupted.
+final class TransferEngine: @unchecked Sendable {  // only `inbox` (a Mutex) is shared; the rest is confined to the I/O thread
+    /// What tasks hand to the I/O thread.
+    private struct Inbox {
+        var submissions: [Transfer] = []
+        var cancellations: [Transfer] = []
+        var isStopRequested = false
+        /// The multi handle is gone: `curl_multi_wakeup` must not be called any more.
+        var isMultiClosed = false
+        /// The I/O thread is in, or about to enter, `curl_multi_poll`.
+        var isPolling = false
+        /// A wakeup was sent since the I/O thread last emptied the inbox.
+        var isWakeupPending = false
+    }
+
+    private let inbox = Mutex(Inbox())
+    private let multi: MultiHandle
+    private let settings: TransferSettings
+    private let maximumIdleHandles: Int
+
+    // Confined to the I/O thread.
+    private var idleHandles: [EasyHandle] = []
+    private var running: [Transfer] = []
+    private var takenSubmissions: [Transfer] = []
+    private var takenCancellations: [Transfer] = []
+
+    init(configuration: HTTPClientConfiguration) throws(HTTPClientError) {
+        multi = try MultiHandle(
+            maximumIdleConnections: configuration.maximumIdleConnections,
+            maximumConnectionsPerHost: configuration.maximumConnectionsPerHost)
+        settings = TransferSettings(configuration)
+        maximumIdleHandles = max(16, configuration.maximumIdleConnections)
+    }
+
+    var maximumResponseBodySize: Int { settings.maximumResponseBodySize }
+
+    // MARK: - Any thread
+
+    /// Queues `transfer`, whose continuation is set; false if the engine is stopping, in
+    /// which case the caller still owns the continuation.
+    func submit(_ transfer: Transfer) -> Bool {
+        inbox.withLock { inbox in
+            guard !inbox.isStopRequested else { return false }
+            inbox.submissions.append(transfer)
+            wakeIfPolling(&inbox)
+            return true
+        }
+    }
+
+    /// Asks the I/O thread to fail `transfer` with `.cancelled` if it has not finished.
+    func cancel(_ transfer: Transfer) {
+        // Set before queuing: a transfer the I/O thread has not started yet sees the flag
+        // when it takes it; one already running is found through `cancellations`.
+        transfer.isCancellationRequested.store(true, ordering: .releasing)
+        inbox.withLock { inbox in
+            guard !inbox.isStopRequested else { return }
+            inbox.cancellations.append(transfer)
+            wakeIfPolling(&inbox)
+        }
+    }
+
+    /// Asks the I/O thread to fail every transfer with `.shutdown` and close the multi handle.
+    func requestStop() {
+        inbox.withLock { inbox in
+            guard !inbox.isStopRequested else { return }
+            inbox.isStopRequested = true
+            if !inbox.isMultiClosed { _ = curl_multi_wakeup(multi.raw) }
+        }
+    }
+
+    /// Called with the lock held, so the multi handle cannot be closed meanwhile.
+    private func wakeIfPolling(_ inbox: inout Inbox) {
+        if inbox.isPolling && !inbox.isWakeupPending && !inbox.isMultiClosed {
+            inbox.isWakeupPending = true
+            _ = curl_multi_wakeup(multi.raw)
+        }
+    }
+
+    // MARK: - I/O thread
+
+    /// The I/O thread's loop; returns after a stop request, with every transfer failed and
+    /// every handle freed.
+    func run() {
+        var runningHandles: Int32 = 0
+        while true {
+            let isStopRequested = takeInbox()
+            for transfer in takenSubmissions { start(transfer) }
+            takenSubmissions.removeAll(keepingCapacity: true)
+            for transfer in takenCancellations where transfer.state == .running {
+                finish(transfer, with: .failure(HTTPClientError(code: .cancelled, detail: "")))
+            }
+            takenCancellations.removeAll(keepingCapacity: true)
+            if isStopRequested { break }
+
+            _ = curl_multi_perform(multi.raw, &runningHandles)
+            collectCompletions()
+
+            if isInboxEmptyBeforePolling() {
+                // Returns early when a transfer needs attention (libcurl's own timers
+                // shorten the wait) or when woken by `curl_multi_wakeup`.
+                _ = curl_multi_poll(multi.raw, nil, 0, 1000, nil)
+            }
+        }
+        stop()
+    }
+
+    /// Moves the inbox's queues into the I/O thread's buffers (swapping, so no allocation).
+    private func takeInbox() -> Bool {
+        inbox.withLock { inbox in
+            inbox.isPolling = false
+            inbox.isWakeupPending = false
+            swap(&inbox.submissions, &takenSubmissions)
+            swap(&inbox.cancellations, &takenCancellations)
+            return inbox.isStopRequested
+        }
+    }
+
+    /// True, with `isPolling` set, if nothing waits in the inbox.
+    private func isInboxEmptyBeforePolling() -> Bool {
+        inbox.withLock { inbox in
+            if !inbox.submissions.isEmpty || !inbox.cancellations.isEmpty || inbox.isStopRequested {
+                return false
+            }
+            inbox.isPolling = true
+            return true
+        }
+    }
+
+    private func start(_ transfer: Transfer) {
+        if transfer.isCancellationRequested.load(ordering: .acquiring) {
+            resume(transfer, with: .failure(HTTPClientError(code: .cancelled, detail: "")))
+            return
+        }
+        guard let easy = idleHandles.popLast() ?? EasyHandle() else {
+            resume(transfer, with: .failure(HTTPClientError(code: .other(Int(CURLE_OUT_OF_MEMORY.rawValue)), detail: "curl_easy_init failed")))
+            return
+        }
+        let configured = easy.configure(for: transfer, settings: settings)
+        guard configured == CURLE_OK else {
+            recycle(easy)
+            resume(transfer, with: .failure(TransferEngine.error(for: configured, text: String(cString: curl_easy_strerror(configured)))))
+            return
+        }
+        let added = curl_multi_add_handle(multi.raw, easy.raw)
+        guard added == CURLM_OK else {
+            recycle(easy)
+            resume(transfer, with: .failure(HTTPClientError(
+                code: .other(Int(added.rawValue)),
+                detail: "curl_multi_add_handle: \(String(cString: curl_multi_strerror(added)))")))
+            return
+        }
+        transfer.easy = easy
+        transfer.state = .running
+        transfer.runningIndex = running.count
+        running.append(transfer)
+    }
+
+    private func collectCompletions() {
+        var remaining: Int32 = 0
+        while let message = curl_multi_info_read(multi.raw, &remaining) {
+            guard message.pointee.msg == CURLMSG_DONE, let handle = message.pointee.easy_handle else { continue }
+            let code = message.pointee.data.result
+            var context: UnsafeMutableRawPointer? = nil
+            _ = withUnsafeMutablePointer(to: &context) { pointer in
+                druid_curl_easy_getinfo_pointer(handle, CURLINFO_PRIVATE, pointer)
+            }
+            guard let context else { continue }
+            let transfer = Unmanaged<Transfer>.fromOpaque(context).takeUnretainedValue()
+            guard transfer.state == .running, let easy = transfer.easy else { continue }
+            if code == CURLE_OK {
+                let response = HTTPResponse(
+                    status: easy.responseCode, headers: transfer.responseHeaders, body: transfer.responseBody)
+                finish(transfer, with: .success(response))
+            } else if code == CURLE_WRITE_ERROR && transfer.isBodyTooLarge {
+                finish(transfer, with: .failure(HTTPClientError(
+                    code: .responseTooLarge,
+                    detail: "more than \(settings.maximumResponseBodySize) bytes")))
+            } else {
+                finish(transfer, with: .failure(TransferEngine.error(for: code, text: easy.failureText(for: code))))
+            }
+        }
+    }
+
+    /// Detaches a running transfer from libcurl, recycles its handle and resumes its task.
+    private func finish(_ transfer: Transfer, with result: Result<HTTPResponse, HTTPClientError>) {
+        if let easy = transfer.easy {
+            _ = curl_multi_remove_handle(multi.raw, easy.raw)
+            recycle(easy)
+            transfer.easy = nil
+        }
+        let index = transfer.runningIndex
+        let last = running.removeLast()
+        if last !== transfer {
+            running[index] = last
+            last.runningIndex = index
+        }
+        resume(transfer, with: result)
+    }
+
+    private func resume(_ transfer: Transfer, with result: Result<HTTPResponse, HTTPClientError>) {
+        transfer.state = .finished
+        transfer.responseHeaders = []
+        transfer.responseBody = []
+        transfer.continuation?.resume(returning: result)
+        transfer.continuation = nil
+    }
+
+    private func recycle(_ easy: EasyHandle) {
+        easy.reset()
+        if idleHandles.count < maximumIdleHandles { idleHandles.append(easy) }
+    }
+
+    /// Fails whatever is left, frees every easy handle, then the multi handle (in that
+    /// order, as libcurl requires).
+    private func stop() {
+        while let transfer = running.last {
+            finish(transfer, with: .failure(HTTPClientError(code: .shutdown, detail: "")))
+        }
+        idleHandles.removeAll()
+        inbox.withLock { inbox in
+            inbox.isMultiClosed = true
+            inbox.isPolling = false
+        }
+        multi.close()
+    }
+
+    /// Turns a libcurl failure into an ``HTTPClientError``.
+    static func error(for code: CURLcode, text: String) -> HTTPClientError {
+        let detail = HTTPClientError.sanitized(text)
+        switch code {
+        case CURLE_OPERATION_TIMEDOUT:
+            return HTTPClientError(code: .timeout, detail: detail)
+        case CURLE_COULDNT_CONNECT, CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY:
+            return HTTPClientError(code: .couldNotConnect, detail: detail)
+        case CURLE_SEND_ERROR, CURLE_RECV_ERROR, CURLE_GOT_NOTHING, CURLE_PARTIAL_FILE:
+            return HTTPClientError(code: .connectionReset, detail: detail)
+        case CURLE_URL_MALFORMAT, CURLE_UNSUPPORTED_PROTOCOL:
+            // libcurl's URL messages may quote the URL: keep only its generic text.
+            return HTTPClientError(code: .invalidURL, detail: String(cString: curl_easy_strerror(code)))
+        case CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CONNECT_ERROR, CURLE_SSL_CACERT_BADFILE,
+            CURLE_SSL_CERTPROBLEM, CURLE_SSL_CIPHER, CURLE_SSL_ISSUER_ERROR, CURLE_SSL_CRL_BADFILE,
+            CURLE_SSL_PINNEDPUBKEYNOTMATCH, CURLE_SSL_INVALIDCERTSTATUS, CURLE_SSL_SHUTDOWN_FAILED,
+            CURLE_SSL_ENGINE_INITFAILED, CURLE_SSL_ENGINE_NOTFOUND, CURLE_SSL_ENGINE_SETFAILED,
+            CURLE_USE_SSL_FAILED:
+            return HTTPClientError(code: .tls(detail), detail: detail)
+        default:
+            return HTTPClientError(code: .other(Int(code.rawValue)), detail: detail)
+        }
+    }
+}

@@ -1,0 +1,75 @@
+@testable import Druid
+import Testing
+
+@Suite("Encodings, JSON and Retry-After")
+struct ParsingTests {
+    @Test("form encoding keeps * - . _ and letters, turns spaces into +, escapes the rest")
+    func formEncoding() {
+        var output: [UInt8] = []
+        FormEncoding.append("a b&c=d/é*-._~+", to: &output)
+        #expect(String(decoding: output, as: UTF8.self) == "a+b%26c%3Dd%2F%C3%A9*-._%7E%2B")
+        let form = FormEncoding.encode([("x y", "1"), ("z", "")])
+        #expect(String(decoding: form, as: UTF8.self) == "x+y=1&z=")
+    }
+
+    @Test("query percent-encoding keeps only unreserved characters")
+    func percentEncoding() {
+        var output: [UInt8] = []
+        PercentEncoding.appendQueryComponent("aZ09-._~ +/?&=%", to: &output)
+        #expect(String(decoding: output, as: UTF8.self) == "aZ09-._~%20%2B%2F%3F%26%3D%25")
+    }
+
+    @Test("JSON: DRUID's envelope")
+    func jsonEnvelope() throws {
+        let text = #"""
+            { "content": {"objectType":"user","confirmed":true},
+              "result": {"status": 400, "elapsed": 12.5e0,
+                         "errors": [ {"message":"email","details":"The value is not valid"} ] } }
+            """#
+        let value = try #require(JSONValue.parse(Array(text.utf8)))
+        #expect(value["result"]?["status"]?.integer == 400)
+        #expect(value["result"]?["elapsed"] == .number(12.5))
+        #expect(value["content"]?["confirmed"] == .bool(true))
+        #expect(value["result"]?["errors"]?.array?.first?["details"]?.string == "The value is not valid")
+    }
+
+    @Test("JSON: escapes, including surrogate pairs")
+    func jsonEscapes() {
+        let value = JSONValue.parse(Array(#"["a\"b\\c\/d\n\t", "\u00e9\ud83d\ude00", "\ud800x", null, -0.5, 1E3]"#.utf8))
+        #expect(value == .array([
+            .string("a\"b\\c/d\n\t"), .string("é😀"), .string("\u{FFFD}x"), .null, .number(-0.5), .number(1000),
+        ]))
+    }
+
+    @Test("JSON: invalid texts are refused", arguments: [
+        "", "{", "{\"a\":}", "[1,]", "01", "1.", "\"\n\"", "{\"a\" 1}", "tru", "[1] 2", "nul", "\"\\x\"", "-",
+        String(repeating: "[", count: 100) + String(repeating: "]", count: 100),
+    ])
+    func jsonInvalid(_ text: String) {
+        #expect(JSONValue.parse(Array(text.utf8)) == nil)
+    }
+
+    @Test("Retry-After in seconds")
+    func retryAfterSeconds() {
+        #expect(RetryAfter.delay(from: "120") == .seconds(120))
+        #expect(RetryAfter.delay(from: " 0") == .seconds(0))
+        #expect(RetryAfter.delay(from: "99999999999999999999999") == .seconds(365 * 86_400))
+        #expect(RetryAfter.delay(from: "-5") == nil)
+        #expect(RetryAfter.delay(from: "5s") == nil)
+        #expect(RetryAfter.delay(from: "") == nil)
+        #expect(RetryAfter.delay(from: "soon") == nil)
+    }
+
+    @Test("Retry-After as an HTTP-date, in all three RFC 9110 forms")
+    func retryAfterDates() {
+        let date: Int64 = 784_111_777  // Sun, 06 Nov 1994 08:49:37 GMT
+        for text in ["Sun, 06 Nov 1994 08:49:37 GMT", "Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994"] {
+            #expect(RetryAfter.httpDateEpochSeconds(text) == date, "\(text)")
+            #expect(RetryAfter.delay(from: text, now: date - 30) == .seconds(30), "\(text)")
+            #expect(RetryAfter.delay(from: text, now: date + 30) == .seconds(0), "\(text)")
+        }
+        #expect(RetryAfter.httpDateEpochSeconds("Thu, 29 Feb 2024 23:59:60 GMT") == 1_709_251_200)
+        #expect(RetryAfter.httpDateEpochSeconds("Sun, 06 Foo 1994 08:49:37 GMT") == nil)
+        #expect(RetryAfter.httpDateEpochSeconds("Sun, 06 Nov 1994 25:49:37 GMT") == nil)
+    }
+}

@@ -1,0 +1,236 @@
+import AMQP
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import Testing
+
+/// Shared pieces of the integration tests: the real broker on 127.0.0.1:5672, a DRUID
+/// emulator per test, and the daemon binary run as a child process.
+enum Harness {
+    static let brokerEndpoint = AMQPEndpoint(
+        host: "127.0.0.1", port: 5672, user: "guest", password: "guest", virtualHost: "/")
+    static let brokerURL = "amqp://guest:guest@127.0.0.1:5672/%2F"
+    static let clientSecret = "it-secret-Zq9v"
+
+    /// The package root, found from this file's path.
+    static let packageRoot: URL = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent()
+
+    /// The built `druid-sync` binary, next to the test bundle.
+    static var daemonBinary: String {
+        if let path = ProcessInfo.processInfo.environment["DRUID_SYNC_BINARY"] { return path }
+        let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        return executable.deletingLastPathComponent().appendingPathComponent("druid-sync").path
+    }
+
+    static func uniqueName(_ prefix: String) -> String {
+        "it-\(prefix)-\(UInt32.random(in: 0...UInt32.max))"
+    }
+
+    static func temporaryDirectory() throws -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent(uniqueName("dir"))
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url
+    }
+}
+
+/// A DRUID emulator process of this test's own, on a free port.
+final class Emulator: @unchecked Sendable {  // Process is not Sendable; used from one test at a time.
+    let process = Process()
+    let baseURL: String
+    let clientId = "druid-sync-it"
+
+    init(arguments: [String] = []) throws {
+        let output = Pipe()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        process.arguments =
+            [Harness.packageRoot.appendingPathComponent("deploy/emulator/druid_emulator.py").path,
+            "--port", "0", "--client", "druid-sync-it:\(Harness.clientSecret)", "--quiet"] + arguments
+        process.standardOutput = output
+        try process.run()
+        // The emulator prints one ready line with its address.
+        var line = Data()
+        let handle = output.fileHandleForReading
+        while !line.contains(UInt8(ascii: "\n")) {
+            let chunk = handle.availableData
+            if chunk.isEmpty { break }
+            line.append(chunk)
+        }
+        let text = String(decoding: line, as: UTF8.self)
+        guard let range = text.range(of: "http") else {
+            process.terminate()
+            throw HarnessError("the DRUID emulator did not start: \(text)")
+        }
+        baseURL = String(text[range.lowerBound...]).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    deinit {
+        if process.isRunning {
+            process.terminate()
+            process.waitUntilExit()
+        }
+    }
+
+    @discardableResult
+    func admin(_ method: String, _ path: String, _ body: Any? = nil) async throws -> Any {
+        var request = URLRequest(url: URL(string: baseURL + path)!)
+        request.httpMethod = method
+        if let body {
+            request.httpBody = try JSONSerialization.data(withJSONObject: body)
+            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        }
+        let (data, response) = try await URLSession.shared.data(for: request)
+        let status = (response as? HTTPURLResponse)?.statusCode ?? 0
+        guard (200..<300).contains(status) || (status == 404 && method == "GET") else {
+            throw HarnessError("emulator \(method) \(path) answered \(status): \(String(decoding: data, as: UTF8.self))")
+        }
+        if status == 404 { return NSNull() }
+        return try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])
+    }
+
+    func seedUsers(_ users: [[String: Any]]) async throws {
+        try await admin("POST", "/admin/users", ["users": users])
+    }
+
+    func user(_ objectId: String) async throws -> [String: Any]? {
+        try await admin("GET", "/admin/users/\(objectId)") as? [String: Any]
+    }
+
+    func injectFault(_ fault: [String: Any]) async throws {
+        try await admin("POST", "/admin/faults", fault)
+    }
+
+    func stats() async throws -> [String: Any] {
+        try await admin("GET", "/admin/stats") as? [String: Any] ?? [:]
+    }
+
+    func requests(endpoint: String) async throws -> [[String: Any]] {
+        let answer = try await admin("GET", "/admin/requests?endpoint=\(endpoint)&limit=100000") as? [String: Any]
+        return answer?["requests"] as? [[String: Any]] ?? []
+    }
+}
+
+struct HarnessError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// A druid-sync daemon run as a child process, its stderr kept in a file.
+final class Daemon: @unchecked Sendable {  // Process is not Sendable; used from one test at a time.
+    private(set) var process = Process()
+    let logFile: URL
+    let environment: [String: String]
+
+    init(environment: [String: String], logFile: URL) throws {
+        self.environment = environment
+        self.logFile = logFile
+        FileManager.default.createFile(atPath: logFile.path, contents: nil)
+        try start()
+    }
+
+    func start() throws {
+        process = Process()
+        process.executableURL = URL(fileURLWithPath: Harness.daemonBinary)
+        process.arguments = ["run"]
+        var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("DRUID_SYNC_") }
+        env.removeValue(forKey: "NOTIFY_SOCKET")
+        for (key, value) in environment { env[key] = value }
+        process.environment = env
+        let handle = try FileHandle(forWritingTo: logFile)
+        handle.seekToEndOfFile()
+        process.standardError = handle
+        process.standardOutput = handle
+        try process.run()
+    }
+
+    var log: String { (try? String(contentsOf: logFile, encoding: .utf8)) ?? "" }
+
+    /// Waits until the log contains `text` (the daemon prints `msg=consuming` once ready).
+    func waitForLog(_ text: String, occurrences: Int = 1, timeout: Duration = .seconds(30)) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if log.components(separatedBy: text).count - 1 >= occurrences { return }
+            guard process.isRunning else { throw HarnessError("druid-sync exited early:\n\(log.suffix(3000))") }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw HarnessError("druid-sync never logged \(text):\n\(log.suffix(3000))")
+    }
+
+    func terminate() -> Int32 {
+        guard process.isRunning else { return process.terminationStatus }
+        process.terminate()
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
+    func kill9() {
+        guard process.isRunning else { return }
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
+    deinit { kill9() }
+}
+
+/// Broker-side helpers: publish events, count and read queues, clean up.
+final class BrokerTool {
+    let connection: AMQPConnection
+
+    init() throws {
+        connection = try AMQPConnection(endpoint: Harness.brokerEndpoint, options: AMQPConnectionOptions())
+        try connection.enableConfirms()
+    }
+
+    func publish(queue: String, body: [UInt8], properties: MessageProperties = MessageProperties(
+        contentType: "application/json", deliveryMode: 2)) throws
+    {
+        try connection.publish(exchange: "", routingKey: queue, body: body, properties: properties)
+    }
+
+    /// Waits for the confirms of everything published so far.
+    func waitForConfirms() throws {
+        let last = connection.nextPublishSequence - 1
+        var confirmed: UInt64 = 0
+        let deadline = ContinuousClock.now + .seconds(30)
+        while confirmed < last && ContinuousClock.now < deadline {
+            if case .confirmed(let sequence, _) = try connection.nextSignal(timeout: .milliseconds(200)) {
+                confirmed = max(confirmed, sequence)
+            }
+        }
+    }
+
+    func messageCount(_ queue: String) throws -> Int {
+        Int(try connection.declareQueue(name: queue, passive: true).messageCount)
+    }
+
+    func consumerCount(_ queue: String) throws -> Int {
+        Int(try connection.declareQueue(name: queue, passive: true).consumerCount)
+    }
+
+    /// Reads (and acknowledges) every message of a queue.
+    func drain(_ queue: String) throws -> [GetResult] {
+        var messages: [GetResult] = []
+        while let message = try connection.get(queue: queue, autoAck: true) { messages.append(message) }
+        return messages
+    }
+
+    /// Deletes the work queue and everything druid-sync declared around it.
+    func deleteTopology(queue: String, retryQueues: Int = 5) {
+        var names = [queue, queue + ".dead-letter"]
+        for index in 0..<retryQueues { names.append("\(queue).retry.\(index)") }
+        for name in names { try? connection.deleteQueue(name) }
+    }
+}
+
+/// Waits until `condition` holds, polling; fails the test with `message` after `timeout`.
+func eventually(
+    _ message: String, timeout: Duration = .seconds(60), _ condition: () async throws -> Bool
+) async throws {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if try await condition() { return }
+        try await Task.sleep(for: .milliseconds(200))
+    }
+    throw HarnessError("timed out waiting: \(message)")
+}

@@ -1,0 +1,1387 @@
+#!/usr/bin/python3
+"""DRUID emulator: the test double druid-sync talks to in tests, benchmarks and the demo.
+
+It serves the two DRUID calls druid-sync makes:
+
+  POST /oauth2/token                        challenge-code (PKCE) token
+  POST /activityid/v1/user/update           administrative user update (full replacement)
+
+and an admin API under /admin/ to seed users, inject faults, tune latency and token
+rules, and read back every request it received. See README.md next to this file.
+
+Only the Python standard library and aiohttp (3.8, Debian's python3-aiohttp) are used.
+"""
+
+import argparse
+import asyncio
+import base64
+import collections
+import datetime
+import hashlib
+import json
+import logging
+import math
+import random
+import re
+import secrets
+import signal
+import socket
+import ssl
+import struct
+import sys
+import time
+import urllib.parse
+
+from aiohttp import web
+
+try:  # private helper; present in aiohttp 3.8 (C-accelerated when available)
+    from aiohttp.http_writer import _serialize_headers
+except ImportError:  # pragma: no cover - other aiohttp versions
+    _serialize_headers = None
+
+
+LOG = logging.getLogger("druid-emulator")
+
+GRANT_TYPE = "urn:druid:oauth2:grant-type:code_challenge"
+TOKEN_PATH = "/oauth2/token"
+UPDATE_PATH = "/activityid/v1/user/update"
+DEFAULT_CLIENT = ("druid-sync-demo", "demo-secret")
+DEFAULT_ENTRY_POINT = "231705665113870-main"
+SOURCE_IDS = frozenset(("unknown", "pc", "mobile", "tablet", "game_console", "itv"))
+UNIQUE_ID_NAMES = ("email", "phone_number", "screen_name", "national_id")
+OBJECT_KEYS = frozenset(("objectType", "objectId", "ids", "datas", "assertions", "password"))
+
+EMAIL_RE = re.compile(
+    r"^[_A-Za-z0-9-+]+(\.[_A-Za-z0-9-]+)*@[A-Za-z0-9-]+(\.[A-Za-z0-9]+)*(\.[A-Za-z]{2,})$")
+PHONE_RE = re.compile(r"^\+[1-9][0-9]{1,14}$")
+BIRTHDAY_RE = re.compile(r"([0-9]{2})/([0-9]{2})/([0-9]{4})")
+S256_CHALLENGE_RE = re.compile(r"[A-Za-z0-9_-]{43}")
+VERIFIER_RE = re.compile(r"[A-Za-z0-9._~-]{43,128}")  # also the form of a "plain" challenge
+
+CHALLENGE_MEMORY_SECONDS = 600.0  # a challenge is refused again for at least this long
+CHALLENGE_GENERATION_SECONDS = 60.0
+MAINTENANCE_INTERVAL = 5.0
+
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+# --------------------------------------------------------------------------- helpers
+
+def dumps(obj):
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def s256(verifier):
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def mime_type(request):
+    """The media type of the request, lower-case, without parameters ("" when absent).
+
+    Cheaper than aiohttp's request.content_type, which goes through the email parser.
+    """
+    raw = request.headers.get("Content-Type")
+    if not raw:
+        return ""
+    return raw.partition(";")[0].strip().lower()
+
+
+def parse_form(text):
+    """Parse an application/x-www-form-urlencoded string; a repeated name is an error."""
+    form = {}
+    for part in text.split("&"):
+        if not part:
+            continue
+        name, _, value = part.partition("=")
+        if "%" in name or "+" in name:
+            name = urllib.parse.unquote_plus(name)
+        if "%" in value or "+" in value:
+            value = urllib.parse.unquote_plus(value)
+        if name in form:
+            raise ValueError("parameter %s given twice" % name)
+        form[name] = value
+    return form
+
+
+def query_value(request, wanted):
+    """The first value of one query parameter (None when absent), without building a dict."""
+    for part in request.rel_url.raw_query_string.split("&"):
+        name, _, value = part.partition("=")
+        if "%" in name or "+" in name:
+            name = urllib.parse.unquote_plus(name)
+        if name == wanted:
+            if "%" in value or "+" in value:
+                value = urllib.parse.unquote_plus(value)
+            return value
+    return None
+
+
+def iso_utc(epoch_seconds):
+    stamp = datetime.datetime.fromtimestamp(epoch_seconds, datetime.timezone.utc)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (stamp.microsecond // 1000)
+
+
+class OnePieceResponse(web.Response):
+    """A Response whose status line, headers and body go out in a single transport write.
+
+    aiohttp 3.8 writes the head and the body separately (two TCP segments); this keeps
+    the head back and sends it glued to the body. Falls back to plain behaviour when the
+    private serializer is not available.
+    """
+
+    _head = None
+
+    async def _write_headers(self):
+        if _serialize_headers is None or self._req is None or self._req.method == "HEAD":
+            await super()._write_headers()
+            return
+        version = self._req.version
+        status_line = "HTTP/%d.%d %d %s" % (version[0], version[1], self._status, self._reason)
+        self._head = _serialize_headers(status_line, self._headers)
+
+    async def write_eof(self, data=b""):
+        head = self._head
+        if head is not None and not self._eof_sent:
+            self._head = None
+            self._body = head + (self._body or b"")
+        await super().write_eof(data)
+
+
+def json_response(obj, status=200, headers=None):
+    hdrs = JSON_HEADERS if headers is None else headers
+    return OnePieceResponse(body=dumps(obj), status=status, headers=hdrs)
+
+
+def admin_error(status, message):
+    return web.Response(body=dumps({"error": message}), status=status, headers=JSON_HEADERS)
+
+
+class AdminError(Exception):
+    def __init__(self, message, status=400):
+        super().__init__(message)
+        self.status = status
+
+
+def is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# --------------------------------------------------------------------------- users
+
+class User:
+    __slots__ = ("object_id", "ids", "datas", "assertions", "version", "password_set",
+                 "updated_at")
+
+    def __init__(self, object_id, ids=None, datas=None, assertions=None, version=0,
+                 password_set=False):
+        self.object_id = object_id
+        self.ids = ids  # None means {} (saves memory for generated users)
+        self.datas = datas
+        self.assertions = assertions
+        self.version = version
+        self.password_set = password_set
+        self.updated_at = None
+
+    def view(self):
+        return {
+            "objectId": self.object_id,
+            "ids": self.ids or {},
+            "datas": self.datas or {},
+            "assertions": self.assertions,
+            "version": self.version,
+            "passwordSet": self.password_set,
+            "updatedAt": None if self.updated_at is None else iso_utc(self.updated_at),
+        }
+
+
+def index_key(name, value):
+    """Key of an id value in the uniqueness index, or None when the id is not unique."""
+    if name not in UNIQUE_ID_NAMES:
+        return None
+    if name == "email":
+        value = value.lower()
+    return (name, value)
+
+
+def normalize_seed_assertions(raw, where):
+    """Seed files accept DRUID's shape, {"terms": true} or [{"type":..., "value":...}]."""
+    if raw is None:
+        return None
+    if isinstance(raw, dict) and raw.get("objectType") == "assertions":
+        raw_items = raw.get("items")
+        if not isinstance(raw_items, list):
+            raise AdminError("%s.assertions.items must be a list" % where)
+    elif isinstance(raw, dict):
+        raw_items = [{"type": k, "value": v} for k, v in raw.items()]
+    elif isinstance(raw, list):
+        raw_items = raw
+    else:
+        raise AdminError("%s.assertions must be an object or a list" % where)
+    items = []
+    for item in raw_items:
+        if not isinstance(item, dict) or not isinstance(item.get("type"), str):
+            raise AdminError("%s.assertions: every item needs a string type" % where)
+        value = item.get("value")
+        if value in ("true", "false"):
+            value = value == "true"
+        if type(value) is not bool:
+            raise AdminError("%s.assertions.%s: value must be a boolean" % (where, item["type"]))
+        typology = item.get("typology", "user")
+        if not isinstance(typology, str):
+            raise AdminError("%s.assertions.%s: typology must be a string" % (where, item["type"]))
+        items.append({"objectType": "assertion", "type": item["type"], "typology": typology,
+                      "value": value})
+    return {"objectType": "assertions", "items": items, "totalItems": len(items)}
+
+
+SEED_USER_KEYS = frozenset(("objectId", "ids", "datas", "assertions", "password", "passwordSet",
+                            "version", "updatedAt"))
+
+
+def user_from_seed(raw, position):
+    """Build a User from the seed/admin format (long DRUID style or short event style)."""
+    where = "users[%d]" % position
+    if not isinstance(raw, dict):
+        raise AdminError("%s must be an object" % where)
+    unknown = set(raw) - SEED_USER_KEYS
+    if unknown:
+        raise AdminError("%s: unknown field(s) %s" % (where, ", ".join(sorted(unknown))))
+    object_id = raw.get("objectId")
+    if not isinstance(object_id, str) or not object_id:
+        raise AdminError("%s.objectId must be a non-empty string" % where)
+    where = "user %s" % object_id
+
+    ids = {}
+    raw_ids = raw.get("ids") or {}
+    if not isinstance(raw_ids, dict):
+        raise AdminError("%s: ids must be an object" % where)
+    for name, entry in raw_ids.items():
+        if isinstance(entry, str):
+            ids[name] = {"objectType": "user_id", "value": entry}
+            continue
+        if not isinstance(entry, dict) or not isinstance(entry.get("value"), str):
+            raise AdminError("%s: ids.%s must be a string or an object with a string value"
+                             % (where, name))
+        stored = {"objectType": "user_id", "value": entry["value"]}
+        if "confirmed" in entry:
+            if type(entry["confirmed"]) is not bool:
+                raise AdminError("%s: ids.%s.confirmed must be a boolean" % (where, name))
+            stored["confirmed"] = entry["confirmed"]
+        ids[name] = stored
+
+    datas = {}
+    raw_datas = raw.get("datas") or {}
+    if not isinstance(raw_datas, dict):
+        raise AdminError("%s: datas must be an object" % where)
+    for name, entry in raw_datas.items():
+        if isinstance(entry, dict):
+            entry = entry.get("value")
+        if isinstance(entry, bool):
+            entry = "true" if entry else "false"
+        elif is_number(entry):
+            entry = json.dumps(entry)
+        if not isinstance(entry, str):
+            raise AdminError("%s: datas.%s must be a string, number, boolean or {value}"
+                             % (where, name))
+        datas[name] = {"objectType": "user_data", "value": entry}
+
+    assertions = normalize_seed_assertions(raw.get("assertions"), where)
+    password = raw.get("password")
+    if password is not None and not isinstance(password, str):
+        raise AdminError("%s: password must be a string" % where)
+    version = raw.get("version", 0)
+    if type(version) is not int:
+        raise AdminError("%s: version must be an integer" % where)
+    return User(object_id, ids or None, datas or None, assertions, version,
+                bool(raw.get("passwordSet")) or password is not None)
+
+
+def seed_list(payload):
+    """Accept {"users": [...]} or a plain list."""
+    if isinstance(payload, dict) and isinstance(payload.get("users"), list):
+        return payload["users"]
+    if isinstance(payload, list):
+        return payload
+    raise AdminError('expected {"users": [...]} or a JSON list of users')
+
+
+# --------------------------------------------------------------------------- tokens
+
+class Token:
+    __slots__ = ("challenge", "method", "client", "expires", "used")
+
+    def __init__(self, challenge, method, client, expires):
+        self.challenge = challenge
+        self.method = method
+        self.client = client
+        self.expires = expires  # epoch seconds
+        self.used = False
+
+
+class ChallengeMemory:
+    """Challenges already used to obtain a token, remembered for a bounded time.
+
+    Generations of sets (one per minute) keep memory bounded: whole generations older
+    than the retention are dropped. Entries are the process's 64-bit string hashes,
+    which halves the memory at benchmark rates; a false "already seen" would need a
+    64-bit collision among the challenges of the last ten minutes.
+    """
+
+    def __init__(self, retention=CHALLENGE_MEMORY_SECONDS,
+                 generation=CHALLENGE_GENERATION_SECONDS):
+        self.retention = retention
+        self.generation = generation
+        self._gens = collections.deque([(time.monotonic(), set())])
+
+    def seen(self, challenge):
+        key = hash(challenge)
+        for _, members in self._gens:
+            if key in members:
+                return True
+        return False
+
+    def add(self, challenge):
+        start, members = self._gens[-1]
+        now = time.monotonic()
+        if now - start >= self.generation:
+            members = set()
+            self._gens.append((now, members))
+        members.add(hash(challenge))
+
+    def prune(self, now=None):
+        now = time.monotonic() if now is None else now
+        gens = self._gens
+        # A generation may go once its newest possible member is older than the retention.
+        while len(gens) > 1 and gens[1][0] <= now - self.retention:
+            gens.popleft()
+
+    def clear(self):
+        self._gens = collections.deque([(time.monotonic(), set())])
+
+    def __len__(self):
+        return sum(len(members) for _, members in self._gens)
+
+
+# --------------------------------------------------------------------------- faults
+
+class FaultRule:
+    __slots__ = ("endpoint", "status", "count", "until", "retry_after", "body", "drop",
+                 "delay", "apply_first", "content_type", "has_body", "spec")
+
+    def __init__(self, spec):
+        if not isinstance(spec, dict):
+            raise AdminError("a fault rule must be a JSON object")
+        allowed = {"endpoint", "status", "count", "forSeconds", "retryAfter", "body", "drop",
+                   "delayMs", "applyFirst", "contentType"}
+        unknown = set(spec) - allowed
+        if unknown:
+            raise AdminError("unknown fault field(s): %s" % ", ".join(sorted(unknown)))
+        self.endpoint = spec.get("endpoint", "any")
+        if self.endpoint not in ("token", "update", "any"):
+            raise AdminError('endpoint must be "token", "update" or "any"')
+        self.status = spec.get("status")
+        if self.status is not None and (type(self.status) is not int
+                                        or not 100 <= self.status <= 599):
+            raise AdminError("status must be an integer HTTP status")
+        drop = spec.get("drop", False)
+        if drop not in (True, False, "reset"):
+            raise AdminError('drop must be true, false or "reset"')
+        self.drop = drop
+        delay = spec.get("delayMs", 0)
+        if not is_number(delay) or delay < 0:
+            raise AdminError("delayMs must be a non-negative number")
+        self.delay = delay / 1000.0
+        if self.status is None and not self.drop and not self.delay:
+            raise AdminError("a fault needs status, drop or delayMs")
+        if "count" in spec:
+            count = spec["count"]
+            if type(count) is not int or count == 0 or count < -1:
+                raise AdminError("count must be a positive integer or -1 (until cleared)")
+        else:
+            count = -1 if "forSeconds" in spec else 1
+        self.count = count
+        self.until = None
+        if "forSeconds" in spec:
+            seconds = spec["forSeconds"]
+            if not is_number(seconds) or seconds <= 0:
+                raise AdminError("forSeconds must be a positive number")
+            self.until = time.monotonic() + seconds
+        retry_after = spec.get("retryAfter")
+        if retry_after is not None:
+            if isinstance(retry_after, bool) or not isinstance(retry_after, (str, int, float)):
+                raise AdminError("retryAfter must be a string or a number")
+            retry_after = str(retry_after)
+        self.retry_after = retry_after
+        self.body = spec.get("body")
+        self.has_body = "body" in spec
+        content_type = spec.get("contentType")
+        if content_type is not None and not isinstance(content_type, str):
+            raise AdminError("contentType must be a string")
+        self.content_type = content_type
+        apply_first = spec.get("applyFirst", False)
+        if type(apply_first) is not bool:
+            raise AdminError("applyFirst must be a boolean")
+        self.apply_first = apply_first
+        self.spec = spec
+
+    def expired(self, now):
+        return self.count == 0 or (self.until is not None and now >= self.until)
+
+    def view(self):
+        out = dict(self.spec)
+        out["remaining"] = self.count
+        if self.until is not None:
+            out["secondsLeft"] = round(max(0.0, self.until - time.monotonic()), 3)
+        return out
+
+
+# --------------------------------------------------------------------------- settings
+
+class Settings:
+    """What the command line decides; the admin config starts from (and resets to) it."""
+
+    def __init__(self, clients=None, entry_points=None, token_ttl=60.0, one_use_tokens=True,
+                 log_size=100000, quiet=False):
+        self.clients = dict(clients) if clients else {DEFAULT_CLIENT[0]: DEFAULT_CLIENT[1]}
+        self.entry_points = set(entry_points) if entry_points else {DEFAULT_ENTRY_POINT}
+        self.token_ttl = float(token_ttl)
+        self.one_use_tokens = one_use_tokens
+        self.log_size = log_size
+        self.quiet = quiet
+
+
+class Config:
+    __slots__ = ("latency_ms", "jitter_ms", "token_ttl", "one_use_tokens")
+
+    def __init__(self, settings):
+        self.latency_ms = 0.0
+        self.jitter_ms = 0.0
+        self.token_ttl = settings.token_ttl
+        self.one_use_tokens = settings.one_use_tokens
+
+    def view(self):
+        ttl = self.token_ttl
+        return {"latencyMs": self.latency_ms, "latencyJitterMs": self.jitter_ms,
+                "tokenTtlSeconds": int(ttl) if ttl == int(ttl) else ttl,
+                "oneUseTokens": self.one_use_tokens}
+
+    def apply(self, changes):
+        if not isinstance(changes, dict):
+            raise AdminError("config must be a JSON object")
+        unknown = set(changes) - {"latencyMs", "latencyJitterMs", "tokenTtlSeconds",
+                                  "oneUseTokens"}
+        if unknown:
+            raise AdminError("unknown config field(s): %s" % ", ".join(sorted(unknown)))
+        # Validate everything before changing anything.
+        for key in ("latencyMs", "latencyJitterMs"):
+            if key in changes and (not is_number(changes[key]) or changes[key] < 0):
+                raise AdminError("%s must be a non-negative number" % key)
+        if "tokenTtlSeconds" in changes and (not is_number(changes["tokenTtlSeconds"])
+                                             or changes["tokenTtlSeconds"] <= 0):
+            raise AdminError("tokenTtlSeconds must be a positive number")
+        if "oneUseTokens" in changes and type(changes["oneUseTokens"]) is not bool:
+            raise AdminError("oneUseTokens must be a boolean")
+        if "latencyMs" in changes:
+            self.latency_ms = float(changes["latencyMs"])
+        if "latencyJitterMs" in changes:
+            self.jitter_ms = float(changes["latencyJitterMs"])
+        if "tokenTtlSeconds" in changes:
+            self.token_ttl = float(changes["tokenTtlSeconds"])
+        if "oneUseTokens" in changes:
+            self.one_use_tokens = changes["oneUseTokens"]
+
+
+# --------------------------------------------------------------------------- the emulator
+
+class Emulator:
+    def __init__(self, settings=None):
+        self.settings = settings or Settings()
+        self.config = Config(self.settings)
+        self.users = {}          # objectId -> User
+        self.id_index = {}       # (id name, normalized value) -> objectId
+        self.tokens = {}         # access token -> Token (insertion order ~ expiry order)
+        self.challenges = ChallengeMemory()
+        self.faults = []         # FaultRule, in the order they were queued
+        self.log = collections.deque(maxlen=self.settings.log_size or 1)
+        self.log_enabled = self.settings.log_size > 0
+        self.seq = 0
+        self.stats = {"token": {}, "update": {}, "other": {}}
+        self.applied = 0
+        self._maintenance = None
+
+    # ----------------------------------------------------------------- users
+
+    def put_users(self, users):
+        """Add or replace users atomically; ids must stay unique across users."""
+        batch = {}
+        for user in users:
+            batch[user.object_id] = user  # a later entry for the same objectId wins
+        claimed = {}
+        for user in batch.values():
+            for name, entry in (user.ids or {}).items():
+                key = index_key(name, entry["value"])
+                if key is None:
+                    continue
+                owner = self.id_index.get(key)
+                if owner is not None and owner not in batch:
+                    raise AdminError("user %s: %s %r already belongs to user %s"
+                                     % (user.object_id, name, entry["value"], owner))
+                other = claimed.get(key)
+                if other is not None and other != user.object_id:
+                    raise AdminError("users %s and %s share %s %r"
+                                     % (other, user.object_id, name, entry["value"]))
+                claimed[key] = user.object_id
+        for object_id, user in batch.items():
+            old = self.users.get(object_id)
+            if old is not None:
+                self._unindex(old)
+            self.users[object_id] = user
+        self.id_index.update(claimed)
+        return len(batch)
+
+    def _unindex(self, user):
+        for name, entry in (user.ids or {}).items():
+            key = index_key(name, entry["value"])
+            if key is not None and self.id_index.get(key) == user.object_id:
+                del self.id_index[key]
+
+    def generate_users(self, prefix, count, start=0):
+        users = self.users
+        for i in range(start, start + count):
+            object_id = prefix + str(i)
+            old = users.get(object_id)
+            if old is not None and old.ids:
+                self._unindex(old)
+            users[object_id] = User(object_id)
+        return count
+
+    def clear_users(self):
+        count = len(self.users)
+        self.users.clear()
+        self.id_index.clear()
+        return count
+
+    def load_seed_file(self, path):
+        with open(path, "rb") as handle:
+            payload = json.loads(handle.read().decode("utf-8"))
+        raw_users = seed_list(payload)
+        return self.put_users([user_from_seed(raw, i) for i, raw in enumerate(raw_users)])
+
+    # ----------------------------------------------------------------- bookkeeping
+
+    def record(self, endpoint, request, body, status, fault=False):
+        """Count the answer and append the request to the bounded log."""
+        counts = self.stats[endpoint]
+        counts[status] = counts.get(status, 0) + 1
+        if self.log_enabled:
+            self.seq += 1
+            # Headers are kept as one bytes blob: far smaller than a dict per entry.
+            head = b"\n".join([name + b": " + value for name, value in request.raw_headers])
+            self.log.append((self.seq, time.time(), endpoint, request.method, request.raw_path,
+                             head, body, mime_type(request), status, fault))
+
+    def take_fault(self, endpoint):
+        now = time.monotonic()
+        faults = self.faults
+        i = 0
+        while i < len(faults):
+            rule = faults[i]
+            if rule.expired(now):
+                del faults[i]
+                continue
+            if rule.endpoint == endpoint or rule.endpoint == "any":
+                if rule.count > 0:
+                    rule.count -= 1
+                    if rule.count == 0:
+                        del faults[i]
+                return rule
+            i += 1
+        return None
+
+    async def latency(self):
+        config = self.config
+        delay = config.latency_ms
+        if config.jitter_ms:
+            delay += random.uniform(0.0, config.jitter_ms)
+        if delay > 0:
+            await asyncio.sleep(delay / 1000.0)
+
+    def prune(self):
+        now = time.time()
+        tokens = self.tokens
+        gone = []
+        for key, token in tokens.items():
+            if token.expires > now:
+                break  # issued in order; a longer-lived token only delays the rest a little
+            gone.append(key)
+        for key in gone:
+            del tokens[key]
+        if len(tokens) > 1000 and not gone:
+            # TTL changes can leave a long-lived token at the front: sweep everything.
+            for key in [k for k, t in tokens.items() if t.expires <= now]:
+                del tokens[key]
+        self.challenges.prune()
+        mono = time.monotonic()
+        self.faults = [rule for rule in self.faults if not rule.expired(mono)]
+
+    async def _maintenance_loop(self):
+        while True:
+            await asyncio.sleep(MAINTENANCE_INTERVAL)
+            try:
+                self.prune()
+            except Exception:  # pragma: no cover - never let housekeeping die
+                LOG.exception("maintenance failed")
+
+    async def on_startup(self, app):
+        self._maintenance = asyncio.get_running_loop().create_task(self._maintenance_loop())
+
+    async def on_cleanup(self, app):
+        if self._maintenance is not None:
+            self._maintenance.cancel()
+            try:
+                await self._maintenance
+            except asyncio.CancelledError:
+                pass
+            self._maintenance = None
+
+    # ----------------------------------------------------------------- faults
+
+    async def answer_fault(self, rule, endpoint, request, body, started):
+        """Answer a request with an injected fault; None means 'carry on normally'."""
+        if rule.delay:
+            await asyncio.sleep(rule.delay)
+        if rule.status is None and not rule.drop:
+            return None  # a pure delay
+        if rule.apply_first:
+            if endpoint == "update":
+                self.update_answer(request, body)
+            elif endpoint == "token":
+                self.token_answer(request, body)
+        if rule.drop:
+            self.record(endpoint, request, body, "dropped", True)
+            transport = request.transport
+            if transport is not None:
+                if rule.drop == "reset":
+                    sock = transport.get_extra_info("socket")
+                    if sock is not None:
+                        try:
+                            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                            struct.pack("ii", 1, 0))
+                        except OSError:
+                            pass
+                    transport.abort()
+                else:
+                    transport.close()
+            # Nothing can be written any more; aiohttp ignores the failed write.
+            return web.Response(status=rule.status or 500)
+        status = rule.status
+        headers = {"Content-Type": rule.content_type or "application/json"}
+        if rule.retry_after is not None:
+            headers["Retry-After"] = rule.retry_after
+        if rule.has_body:
+            payload = rule.body
+            if isinstance(payload, str) and rule.content_type is None:
+                headers["Content-Type"] = "text/plain"
+            data = payload.encode("utf-8") if isinstance(payload, str) else dumps(payload)
+        elif endpoint == "token":
+            data = dumps({"error": "injected fault (HTTP %d)" % status,
+                          "type": "InjectedFaultException"})
+        else:
+            data = dumps(self.envelope(status, {}, [{"message": "fault",
+                                                     "details": "injected fault"}], started))
+        self.record(endpoint, request, body, status, True)
+        return OnePieceResponse(body=data, status=status, headers=headers)
+
+    # ----------------------------------------------------------------- token endpoint
+
+    async def handle_token(self, request):
+        body = await request.read()
+        config = self.config
+        if config.latency_ms or config.jitter_ms:
+            await self.latency()
+        if self.faults:
+            rule = self.take_fault("token")
+            if rule is not None:
+                response = await self.answer_fault(rule, "token", request, body, 0.0)
+                if response is not None:
+                    return response
+        status, payload = self.token_answer(request, body)
+        self.record("token", request, body, status)
+        return OnePieceResponse(body=dumps(payload), status=status, headers=JSON_HEADERS)
+
+    def token_answer(self, request, body):
+        def refuse(message, kind="InvalidGrantException"):
+            return 400, {"error": message, "type": kind}
+
+        if mime_type(request) != "application/x-www-form-urlencoded":
+            return refuse("the body must be application/x-www-form-urlencoded",
+                          "InvalidRequestException")
+        try:
+            form = parse_form(body.decode("utf-8"))
+        except UnicodeDecodeError:
+            return refuse("the form body is not valid UTF-8", "InvalidRequestException")
+        except ValueError as exc:
+            return refuse(str(exc), "InvalidRequestException")
+
+        if form.get("grant_type") != GRANT_TYPE:
+            return refuse("unsupported grant_type", "InvalidRequestException")
+        client_id = form.get("client_id")
+        secret = self.settings.clients.get(client_id) if client_id is not None else None
+        if secret is None or form.get("client_secret") != secret:
+            return refuse("invalid client credentials")
+        challenge = form.get("code_challenge")
+        if not challenge:
+            return refuse("code_challenge is required", "InvalidRequestException")
+        method = form.get("code_challenge_method")
+        if method != "S256" and method != "plain":
+            return refuse("code_challenge_method must be S256 or plain",
+                          "InvalidRequestException")
+        if method == "S256":
+            if not S256_CHALLENGE_RE.fullmatch(challenge):
+                return refuse("code_challenge is not 43 characters of base64url",
+                              "InvalidRequestException")
+        elif not VERIFIER_RE.fullmatch(challenge):
+            return refuse("code_challenge is not 43-128 unreserved characters",
+                          "InvalidRequestException")
+        if "update" not in form.get("scope", "").split():
+            return refuse("scope must contain update")
+        if self.challenges.seen(challenge):
+            return refuse("code_challenge already used")
+
+        self.challenges.add(challenge)
+        ttl = self.config.token_ttl
+        expires = time.time() + ttl
+        access_token = secrets.token_urlsafe(32)
+        self.tokens[access_token] = Token(challenge, method, client_id, expires)
+        return 200, {"access_token": access_token, "token_type": "bearer",
+                     "expires_in": int(math.ceil(ttl)), "expires_at": int(expires * 1000)}
+
+    # ----------------------------------------------------------------- update endpoint
+
+    @staticmethod
+    def envelope(status, content, errors, started):
+        elapsed = (time.perf_counter() - started) * 1000.0 if started else 0.0
+        return {"content": content,
+                "result": {"status": status, "elapsed": round(elapsed, 3), "errors": errors}}
+
+    async def handle_update(self, request):
+        started = time.perf_counter()
+        body = await request.read()
+        config = self.config
+        if config.latency_ms or config.jitter_ms:
+            await self.latency()
+        if self.faults:
+            rule = self.take_fault("update")
+            if rule is not None:
+                response = await self.answer_fault(rule, "update", request, body, started)
+                if response is not None:
+                    return response
+        status, content, errors = self.update_answer(request, body)
+        self.record("update", request, body, status)
+        return OnePieceResponse(body=dumps(self.envelope(status, content, errors, started)),
+                                status=status, headers=JSON_HEADERS)
+
+    def update_answer(self, request, body):
+        """Run every check in order; returns (status, content, errors)."""
+        def fail(status, field, details):
+            return status, {}, [{"message": field, "details": details}]
+
+        # 1. token known and not expired
+        auth = request.headers.get("Authorization")
+        if not auth or auth[:7].lower() != "bearer ":
+            return fail(401, "Authorization", "a Bearer token is required")
+        token = self.tokens.get(auth[7:].strip())
+        if token is None:
+            return fail(401, "access_token", "unknown token")
+        if token.expires <= time.time():
+            return fail(401, "access_token", "token expired")
+        # 2. the verifier matches the challenge the token was issued for
+        verifier = query_value(request, "code_verifier")
+        if not verifier or not VERIFIER_RE.fullmatch(verifier):
+            return fail(401, "code_verifier", "code_verifier missing or malformed")
+        if token.method == "S256":
+            matches = s256(verifier) == token.challenge
+        else:
+            matches = verifier == token.challenge
+        if not matches:
+            return fail(401, "code_verifier", "code_verifier does not match the challenge")
+        # 3. one use per token (the token counts as used from here on, whatever follows)
+        if token.used and self.config.one_use_tokens:
+            return fail(401, "access_token", "token already used")
+        token.used = True
+        # 4. entry point
+        entry_point = request.headers.get("From")
+        if not entry_point:
+            return fail(400, "From", "the From header (entry point) is required")
+        if entry_point not in self.settings.entry_points:
+            return fail(400, "From", "unknown entry point")
+        # 5. content type
+        if mime_type(request) != "application/json":
+            return fail(400, "Content-Type", "must be application/json")
+        # 6. body shape
+        try:
+            activity = json.loads(body)
+        except (UnicodeDecodeError, ValueError):
+            return fail(400, "body", "not valid JSON")
+        if not isinstance(activity, dict):
+            return fail(400, "body", "must be a JSON object")
+        actor = activity.get("actor")
+        if not isinstance(actor, dict):
+            return fail(400, "actor", "must be an object")
+        if actor.get("objectType") != "application":
+            return fail(400, "actor.objectType", 'must be "application"')
+        if actor.get("id") != token.client:
+            return fail(400, "actor.id", "must be the client id the token was issued to")
+        verb = activity.get("verb")
+        if not isinstance(verb, str) or not verb:
+            return fail(400, "verb", "must be a non-empty string")
+        obj = activity.get("object")
+        if not isinstance(obj, dict):
+            return fail(400, "object", "must be an object")
+        if obj.get("objectType") != "user":
+            return fail(400, "object.objectType", 'must be "user"')
+        object_id = obj.get("objectId")
+        if not isinstance(object_id, str) or not object_id:
+            return fail(400, "object.objectId", "must be a non-empty string")
+        source = activity.get("source")
+        if not isinstance(source, dict):
+            return fail(400, "source", "must be an object")
+        if source.get("objectType") != "device":
+            return fail(400, "source.objectType", 'must be "device"')
+        if source.get("id") not in SOURCE_IDS:
+            return fail(400, "source.id", "must be one of " + ", ".join(sorted(SOURCE_IDS)))
+        # 7. the user exists
+        user = self.users.get(object_id)
+        if user is None:
+            return fail(404, "objectId", "user not found")
+        # 8. field validation
+        errors, ids, datas, assertions = validate_user_fields(obj)
+        if errors:
+            return 400, {}, errors
+        # 9. ids owned by another user
+        index = self.id_index
+        new_keys = []
+        for name, entry in ids.items():
+            key = index_key(name, entry["value"])
+            if key is None:
+                continue
+            owner = index.get(key)
+            if owner is not None and owner != object_id:
+                errors.append({"message": name, "details": "already exists"})
+            new_keys.append(key)
+        if errors:
+            return 400, {}, errors
+        # 10. replace
+        if user.ids:
+            self._unindex(user)
+        for key in new_keys:
+            index[key] = object_id
+        user.ids = ids or None
+        user.datas = datas or None
+        user.assertions = assertions
+        if "password" in obj:
+            user.password_set = True
+        user.version += 1
+        user.updated_at = time.time()
+        self.applied += 1
+        return 200, {"objectType": "user", "objectId": object_id, "confirmed": True}, []
+
+    # ----------------------------------------------------------------- other paths
+
+    async def handle_other(self, request):
+        if request.path.startswith("/admin/"):
+            return admin_error(404, "no such admin endpoint")
+        body = await request.read()
+        status = 405 if request.path in (TOKEN_PATH, UPDATE_PATH) else 404
+        self.record("other", request, body, status)
+        detail = "method not allowed" if status == 405 else "no such endpoint"
+        return json_response(self.envelope(status, {}, [{"message": "path", "details": detail}],
+                                           0.0), status=status)
+
+    # ----------------------------------------------------------------- request log view
+
+    def log_view(self, endpoint=None, limit=None, since=None):
+        entries = self.log if self.log_enabled else ()
+        if endpoint is not None:
+            entries = [e for e in entries if e[2] == endpoint]
+        else:
+            entries = list(entries)
+        if since is not None:
+            entries = [e for e in entries if e[0] >= since]
+            if limit is not None:
+                entries = entries[:limit]
+        elif limit is not None:
+            entries = entries[-limit:] if limit else []
+        if entries:
+            next_seq = entries[-1][0] + 1
+        else:
+            next_seq = max(self.seq + 1, since or 0)
+        return {"requests": [render_entry(e) for e in entries], "next": next_seq}
+
+
+def render_entry(entry):
+    seq, at, endpoint, method, raw_path, head, body, content_type, status, fault = entry
+    headers = {}
+    for line in head.split(b"\n") if head else ():
+        name, _, value = line.partition(b": ")
+        name = name.decode("latin-1")
+        value = value.decode("utf-8", "replace")
+        headers[name] = headers[name] + ", " + value if name in headers else value
+    path, _, query_string = raw_path.partition("?")
+    query = {}
+    for name, value in urllib.parse.parse_qsl(query_string, keep_blank_values=True):
+        if name in query:
+            previous = query[name]
+            query[name] = previous + [value] if isinstance(previous, list) else [previous, value]
+        else:
+            query[name] = value
+    text = body.decode("utf-8", "replace")
+    if content_type == "application/json":
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            parsed = text
+    elif content_type == "application/x-www-form-urlencoded":
+        parsed = dict(urllib.parse.parse_qsl(text, keep_blank_values=True))
+    else:
+        parsed = text
+    out = {"seq": seq, "at": iso_utc(at), "endpoint": endpoint, "method": method,
+           "path": path, "query": query, "headers": headers, "body": parsed,
+           "status": status}
+    if fault:
+        out["fault"] = True
+    return out
+
+
+def validate_user_fields(obj):
+    """Field checks of the update's object; returns (errors, ids, datas, assertions)."""
+    errors = []
+
+    def bad(field, details):
+        errors.append({"message": field, "details": details})
+
+    for key in obj:
+        if key not in OBJECT_KEYS:
+            bad(key, "unknown field")
+
+    ids = {}
+    raw_ids = obj.get("ids")
+    if not isinstance(raw_ids, dict) or not raw_ids:
+        bad("ids", "must be an object with at least one id")
+        raw_ids = {}
+    for name, entry in raw_ids.items():
+        if not isinstance(entry, dict):
+            bad(name, "must be an object")
+            continue
+        extra = set(entry) - {"objectType", "value", "confirmed"}
+        if extra:
+            bad(name, "unknown field(s): " + ", ".join(sorted(extra)))
+            continue
+        if entry.get("objectType") != "user_id":
+            bad(name, 'objectType must be "user_id"')
+            continue
+        value = entry.get("value")
+        if not isinstance(value, str) or not value:
+            bad(name, "value must be a non-empty string")
+            continue
+        if "confirmed" in entry and type(entry["confirmed"]) is not bool:
+            bad(name, "confirmed must be a boolean")
+            continue
+        if name == "email" and not EMAIL_RE.fullmatch(value):
+            bad(name, "The value is not valid")
+            continue
+        if name == "phone_number" and not PHONE_RE.fullmatch(value):
+            bad(name, "The value is not valid")
+            continue
+        stored = {"objectType": "user_id", "value": value}
+        if "confirmed" in entry:
+            stored["confirmed"] = entry["confirmed"]
+        ids[name] = stored
+
+    datas = {}
+    raw_datas = obj.get("datas", {})
+    if not isinstance(raw_datas, dict):
+        bad("datas", "must be an object")
+        raw_datas = {}
+    for name, entry in raw_datas.items():
+        if not isinstance(entry, dict):
+            bad(name, "must be an object")
+            continue
+        extra = set(entry) - {"objectType", "value"}
+        if extra:
+            bad(name, "unknown field(s): " + ", ".join(sorted(extra)))
+            continue
+        if entry.get("objectType") != "user_data":
+            bad(name, 'objectType must be "user_data"')
+            continue
+        value = entry.get("value")
+        if not isinstance(value, str):
+            bad(name, "value must be a string")
+            continue
+        if name == "birthday" and not valid_birthday(value):
+            bad(name, "must be a real date written dd/MM/yyyy")
+            continue
+        datas[name] = {"objectType": "user_data", "value": value}
+
+    assertions = None
+    raw_assertions = obj.get("assertions")
+    if raw_assertions is not None:
+        assertions = validate_assertions(raw_assertions, bad)
+
+    if "password" in obj and not isinstance(obj["password"], str):
+        bad("password", "must be a string")
+    return errors, ids, datas, assertions
+
+
+def valid_birthday(value):
+    match = BIRTHDAY_RE.fullmatch(value)
+    if match is None:
+        return False
+    day, month, year = (int(part) for part in match.groups())
+    try:
+        datetime.date(year, month, day)
+    except ValueError:
+        return False
+    return True
+
+
+def validate_assertions(raw, bad):
+    if not isinstance(raw, dict) or raw.get("objectType") != "assertions":
+        bad("assertions", 'must be an object with objectType "assertions"')
+        return None
+    extra = set(raw) - {"objectType", "items", "totalItems"}
+    if extra:
+        bad("assertions", "unknown field(s): " + ", ".join(sorted(extra)))
+        return None
+    items = raw.get("items")
+    if not isinstance(items, list):
+        bad("assertions", "items must be a list")
+        return None
+    total = raw.get("totalItems")
+    if type(total) is not int or total != len(items):
+        bad("assertions", "totalItems must equal the number of items")
+        return None
+    stored = []
+    ok = True
+    for position, item in enumerate(items):
+        if not isinstance(item, dict) or item.get("objectType") != "assertion":
+            bad("assertions", 'items[%d] must be an object with objectType "assertion"'
+                % position)
+            ok = False
+            continue
+        extra = set(item) - {"objectType", "type", "typology", "value"}
+        if extra:
+            bad("assertions", "items[%d]: unknown field(s) %s"
+                % (position, ", ".join(sorted(extra))))
+            ok = False
+            continue
+        kind = item.get("type")
+        if not isinstance(kind, str) or not kind:
+            bad("assertions", "items[%d].type must be a non-empty string" % position)
+            ok = False
+            continue
+        if not isinstance(item.get("typology"), str) or not item["typology"]:
+            bad(kind, "typology must be a non-empty string")
+            ok = False
+            continue
+        value = item.get("value")
+        if value == "true" or value == "false":
+            value = value == "true"
+        if type(value) is not bool:
+            bad(kind, 'value must be a boolean (or "true"/"false")')
+            ok = False
+            continue
+        stored.append({"objectType": "assertion", "type": kind, "typology": item["typology"],
+                       "value": value})
+    if not ok:
+        return None
+    return {"objectType": "assertions", "items": stored, "totalItems": len(stored)}
+
+
+# --------------------------------------------------------------------------- admin API
+
+async def read_json(request, default=None):
+    body = await request.read()
+    if not body.strip():
+        if default is not None:
+            return default
+        raise AdminError("a JSON body is required")
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, ValueError):
+        raise AdminError("the body is not valid JSON")
+
+
+def admin_routes(emu):
+    routes = web.RouteTableDef()
+
+    def guarded(handler):
+        async def wrapper(request):
+            try:
+                return await handler(request)
+            except AdminError as exc:
+                return admin_error(exc.status, str(exc))
+        return wrapper
+
+    def ok(payload):
+        return web.Response(body=dumps(payload), headers=JSON_HEADERS)
+
+    @routes.get("/admin/health")
+    @guarded
+    async def health(request):
+        return ok({"ok": True})
+
+    @routes.post("/admin/users")
+    @guarded
+    async def post_users(request):
+        raw_users = seed_list(await read_json(request))
+        users = [user_from_seed(raw, i) for i, raw in enumerate(raw_users)]
+        return ok({"count": emu.put_users(users)})
+
+    @routes.post("/admin/users/generate")
+    @guarded
+    async def generate_users(request):
+        spec = await read_json(request)
+        if not isinstance(spec, dict):
+            raise AdminError("expected a JSON object")
+        prefix = spec.get("prefix", "")
+        count = spec.get("count")
+        start = spec.get("start", 0)
+        if not isinstance(prefix, str):
+            raise AdminError("prefix must be a string")
+        if type(count) is not int or not 0 <= count <= 10000000:
+            raise AdminError("count must be an integer between 0 and 10000000")
+        if type(start) is not int or start < 0:
+            raise AdminError("start must be a non-negative integer")
+        return ok({"count": emu.generate_users(prefix, count, start)})
+
+    @routes.get("/admin/users")
+    @guarded
+    async def list_users(request):
+        limit = query_int(request, "limit")
+        users = emu.users.values()
+        if limit is not None:
+            users = [u for _, u in zip(range(limit), users)]
+        return ok({"users": [u.view() for u in users], "total": len(emu.users)})
+
+    @routes.get("/admin/users/{object_id}")
+    @guarded
+    async def get_user(request):
+        user = emu.users.get(request.match_info["object_id"])
+        if user is None:
+            raise AdminError("no such user", 404)
+        return ok(user.view())
+
+    @routes.delete("/admin/users/{object_id}")
+    @guarded
+    async def delete_user(request):
+        user = emu.users.pop(request.match_info["object_id"], None)
+        if user is None:
+            raise AdminError("no such user", 404)
+        emu._unindex(user)
+        return ok({"count": 1})
+
+    @routes.delete("/admin/users")
+    @guarded
+    async def delete_users(request):
+        return ok({"count": emu.clear_users()})
+
+    @routes.post("/admin/faults")
+    @guarded
+    async def post_faults(request):
+        spec = await read_json(request)
+        specs = spec if isinstance(spec, list) else [spec]
+        rules = [FaultRule(s) for s in specs]
+        emu.faults.extend(rules)
+        return ok({"queued": len(rules), "faults": [r.view() for r in emu.faults]})
+
+    @routes.get("/admin/faults")
+    @guarded
+    async def get_faults(request):
+        now = time.monotonic()
+        return ok({"faults": [r.view() for r in emu.faults if not r.expired(now)]})
+
+    @routes.delete("/admin/faults")
+    @guarded
+    async def delete_faults(request):
+        count = len(emu.faults)
+        emu.faults = []
+        return ok({"cleared": count})
+
+    @routes.get("/admin/config")
+    @guarded
+    async def get_config(request):
+        return ok(config_view(emu))
+
+    @routes.post("/admin/config")
+    @guarded
+    async def post_config(request):
+        emu.config.apply(await read_json(request))
+        return ok(config_view(emu))
+
+    @routes.get("/admin/requests")
+    @guarded
+    async def get_requests(request):
+        endpoint = request.query.get("endpoint")
+        if endpoint is not None and endpoint not in ("token", "update", "other"):
+            raise AdminError('endpoint must be "token", "update" or "other"')
+        return ok(emu.log_view(endpoint, query_int(request, "limit"),
+                               query_int(request, "since")))
+
+    @routes.delete("/admin/requests")
+    @guarded
+    async def delete_requests(request):
+        count = len(emu.log)
+        emu.log.clear()
+        return ok({"cleared": count})
+
+    @routes.get("/admin/stats")
+    @guarded
+    async def get_stats(request):
+        out = {name: {str(k): v for k, v in counts.items()}
+               for name, counts in emu.stats.items()}
+        out["applied"] = emu.applied
+        out["users"] = len(emu.users)
+        out["liveTokens"] = len(emu.tokens)
+        return ok(out)
+
+    @routes.post("/admin/reset")
+    @guarded
+    async def reset(request):
+        emu.faults = []
+        emu.log.clear()
+        emu.stats = {"token": {}, "update": {}, "other": {}}
+        emu.applied = 0
+        emu.config = Config(emu.settings)
+        return ok({"ok": True})
+
+    return routes
+
+
+def query_int(request, name):
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise AdminError("%s must be an integer" % name)
+    if value < 0:
+        raise AdminError("%s must not be negative" % name)
+    return value
+
+
+def config_view(emu):
+    out = emu.config.view()
+    out["clients"] = sorted(emu.settings.clients)
+    out["entryPoints"] = sorted(emu.settings.entry_points)
+    out["requestLogSize"] = emu.settings.log_size
+    return out
+
+
+def make_app(emu):
+    app = web.Application(client_max_size=4 * 1024 * 1024)
+    app.router.add_post(TOKEN_PATH, emu.handle_token)
+    app.router.add_post(UPDATE_PATH, emu.handle_update)
+    app.router.add_routes(admin_routes(emu))
+    app.router.add_route("*", "/{tail:.*}", emu.handle_other)
+    app.on_startup.append(emu.on_startup)
+    app.on_cleanup.append(emu.on_cleanup)
+    app["emulator"] = emu
+    return app
+
+
+# --------------------------------------------------------------------------- command line
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description="DRUID emulator: token + user update endpoints with an admin API.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080, help="0 picks a free port")
+    parser.add_argument("--client", action="append", metavar="ID:SECRET",
+                        help="accepted client credentials (repeatable; default "
+                             "druid-sync-demo:demo-secret)")
+    parser.add_argument("--entry-point", action="append", metavar="ID",
+                        help="accepted From header values (repeatable; default "
+                             "231705665113870-main)")
+    parser.add_argument("--users", metavar="FILE", help="seed users from a JSON file")
+    parser.add_argument("--token-ttl", type=float, default=60.0, metavar="SECONDS")
+    parser.add_argument("--reusable-tokens", action="store_true",
+                        help="allow a token to be used more than once")
+    parser.add_argument("--tls-cert", metavar="FILE")
+    parser.add_argument("--tls-key", metavar="FILE")
+    parser.add_argument("--log-requests", type=int, default=100000, metavar="N",
+                        help="keep the last N requests (0 disables the request log)")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+
+    clients = {}
+    for item in args.client or ():
+        client_id, sep, secret = item.partition(":")
+        if not sep or not client_id or not secret:
+            parser.error("--client must be ID:SECRET, got %r" % item)
+        clients[client_id] = secret
+    args.clients = clients
+    if bool(args.tls_cert) != bool(args.tls_key):
+        parser.error("--tls-cert and --tls-key go together")
+    if args.token_ttl <= 0:
+        parser.error("--token-ttl must be positive")
+    if args.log_requests < 0:
+        parser.error("--log-requests must not be negative")
+    return args
+
+
+async def serve(args):
+    settings = Settings(args.clients, args.entry_point, args.token_ttl,
+                        not args.reusable_tokens, args.log_requests, args.quiet)
+    emu = Emulator(settings)
+    if args.users:
+        count = emu.load_seed_file(args.users)
+        if not args.quiet:
+            print("druid-emulator: %d users loaded from %s" % (count, args.users),
+                  file=sys.stderr, flush=True)
+
+    ssl_context = None
+    if args.tls_cert:
+        ssl_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ssl_context.minimum_version = ssl.TLSVersion.TLSv1_2
+        ssl_context.load_cert_chain(args.tls_cert, args.tls_key)
+
+    runner = web.AppRunner(make_app(emu), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, args.host, args.port, ssl_context=ssl_context,
+                       backlog=1024, shutdown_timeout=1.0)
+    await site.start()
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+
+    port = runner.addresses[0][1] if runner.addresses else args.port
+    host = "[%s]" % args.host if ":" in args.host else args.host
+    scheme = "https" if ssl_context else "http"
+    print("druid-emulator listening on %s://%s:%d" % (scheme, host, port), flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+    if not args.quiet:
+        print("druid-emulator: stopped", file=sys.stderr, flush=True)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.CRITICAL if args.quiet else logging.WARNING,
+                        format="druid-emulator: %(levelname)s %(name)s: %(message)s")
+    try:
+        asyncio.run(serve(args))
+    except (OSError, ValueError, AdminError) as exc:
+        print("druid-emulator: %s" % exc, file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
