@@ -15,8 +15,10 @@ enum AnswerInterpretation {
         let response: HTTPResponse
         switch result {
         case .failure(let error):
-            return .failure(DruidTokenFailure(answer: .unavailable(
-                status: nil, retryAfter: nil, detail: redactor.clean("token request failed: \(error)"))))
+            return .failure(
+                DruidTokenFailure(
+                    answer: .unavailable(
+                        status: nil, retryAfter: nil, detail: redactor.clean("token request failed: \(error)"))))
         case .success(let answer):
             response = answer
         }
@@ -26,31 +28,42 @@ enum AnswerInterpretation {
         let reason = refusal.map { ": \($0)" } ?? ""
 
         if isTransient(status) {
-            return .failure(DruidTokenFailure(answer: .unavailable(
-                status: status, retryAfter: retryAfter(response),
-                detail: redactor.clean("token endpoint answered HTTP \(status)\(reason)"))))
+            return .failure(
+                DruidTokenFailure(
+                    answer: .unavailable(
+                        status: status, retryAfter: retryAfter(response),
+                        detail: redactor.clean("token endpoint answered HTTP \(status)\(reason)"))))
         }
         if (400...499).contains(status) {
-            return .failure(DruidTokenFailure(answer: .credentialsRefused(
-                status: status, detail: redactor.clean("token endpoint answered HTTP \(status)\(reason)"))))
+            return .failure(
+                DruidTokenFailure(
+                    answer: .credentialsRefused(
+                        status: status, detail: redactor.clean("token endpoint answered HTTP \(status)\(reason)"))))
         }
         if let refusal {
             // DRUID also refuses with HTTP 200 and an `error` key.
-            return .failure(DruidTokenFailure(answer: .credentialsRefused(
-                status: status, detail: redactor.clean("token endpoint refused the client: \(refusal)"))))
+            return .failure(
+                DruidTokenFailure(
+                    answer: .credentialsRefused(
+                        status: status, detail: redactor.clean("token endpoint refused the client: \(refusal)"))))
         }
         guard (200...299).contains(status) else {
-            return .failure(DruidTokenFailure(answer: .unavailable(
-                status: status, retryAfter: nil, detail: "token endpoint answered unexpected HTTP \(status)")))
+            return .failure(
+                DruidTokenFailure(
+                    answer: .unavailable(
+                        status: status, retryAfter: nil, detail: "token endpoint answered unexpected HTTP \(status)")))
         }
         guard let accessToken = json?["access_token"]?.string, !accessToken.isEmpty else {
-            return .failure(DruidTokenFailure(answer: .unavailable(
-                status: status, retryAfter: nil,
-                detail: "token endpoint answered HTTP \(status) without an access_token")))
+            return .failure(
+                DruidTokenFailure(
+                    answer: .unavailable(
+                        status: status, retryAfter: nil,
+                        detail: "token endpoint answered HTTP \(status) without an access_token")))
         }
         let lifetime = json?["expires_in"]?.integer.map { Duration.seconds($0) }
-        return .success(DruidToken(
-            tokenType: json?["token_type"]?.string, lifetime: lifetime, accessToken: Secret(accessToken)))
+        return .success(
+            DruidToken(
+                tokenType: json?["token_type"]?.string, lifetime: lifetime, accessToken: Secret(accessToken)))
     }
 
     /// `type: error` of a token error answer, or nil when it has no (non-null) `error` key.
@@ -92,7 +105,8 @@ enum AnswerInterpretation {
             return .unavailable(status: status, retryAfter: retryAfter(response), detail: detail)
         }
         if (400...499).contains(status) { return .rejected(status: status, errors: errors) }
-        return .unavailable(status: status, retryAfter: nil, detail: redactor.clean("update answered unexpected \(statusText)"))
+        return .unavailable(
+            status: status, retryAfter: nil, detail: redactor.clean("update answered unexpected \(statusText)"))
     }
 
     /// `result.errors` of DRUID's envelope: `message` is the field, `details` the text.
@@ -123,9 +137,12 @@ struct Redactor {
     /// `text` with every secret (and any password from the request body) replaced by
     /// `***`, control characters dropped, and at most 300 characters.
     func clean(_ text: String) -> String {
-        var cleaned = String(String.UnicodeScalarView(text.unicodeScalars.filter { $0.value >= 0x20 && $0.value != 0x7F }))
+        var cleaned = String(
+            String.UnicodeScalarView(text.unicodeScalars.filter { $0.value >= 0x20 && $0.value != 0x7F }))
         var hidden = secrets
-        if !requestBody.isEmpty, let body = JSONValue.parse(requestBody) { Redactor.collectPasswords(in: body, into: &hidden) }
+        if !requestBody.isEmpty, let body = JSONValue.parse(requestBody) {
+            Redactor.collectPasswords(in: body, into: &hidden)
+        }
         // Longest first, so a secret containing another is replaced whole.
         for secret in hidden.sorted(by: { $0.count > $1.count }) where secret.count >= 3 {
             cleaned = cleaned.replacing(secret, with: "***")

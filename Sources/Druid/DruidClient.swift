@@ -24,7 +24,8 @@ public struct DruidClient: Sendable {
         self.configuration = configuration
         self.http = http
         tokenURL = DruidClient.trimmingTrailingSlashes(configuration.authURL) + "/oauth2/token"
-        updateURLPrefix = DruidClient.trimmingTrailingSlashes(configuration.graphURL) + "/activityid/v1/user/update?code_verifier="
+        updateURLPrefix =
+            DruidClient.trimmingTrailingSlashes(configuration.graphURL) + "/activityid/v1/user/update?code_verifier="
         var form = FormEncoding.encode([
             ("grant_type", "urn:druid:oauth2:grant-type:code_challenge"),
             ("client_id", configuration.clientId),
@@ -96,8 +97,10 @@ public struct DruidClient: Sendable {
         do {
             return await obtainToken(challenge: try CodeVerifier().challenge)
         } catch {
-            return .failure(DruidTokenFailure(answer: .unavailable(
-                status: nil, retryAfter: nil, detail: "cannot make a code verifier: \(error)")))
+            return .failure(
+                DruidTokenFailure(
+                    answer: .unavailable(
+                        status: nil, retryAfter: nil, detail: "cannot make a code verifier: \(error)")))
         }
     }
 

@@ -92,7 +92,9 @@ private struct JSONParser {
         }
         while true {
             skipWhitespace()
-            guard position < bytes.count, bytes[position] == UInt8(ascii: "\""), let key = parseString() else { return nil }
+            guard position < bytes.count, bytes[position] == UInt8(ascii: "\""), let key = parseString() else {
+                return nil
+            }
             skipWhitespace()
             guard position < bytes.count, bytes[position] == UInt8(ascii: ":") else { return nil }
             position += 1
@@ -188,7 +190,9 @@ private struct JSONParser {
     private mutating func parseUnicodeEscape() -> Unicode.Scalar? {
         guard let first = parseHex4() else { return nil }
         if (0xD800...0xDBFF).contains(first) {
-            if position + 1 < bytes.count, bytes[position] == UInt8(ascii: "\\"), bytes[position + 1] == UInt8(ascii: "u") {
+            if position + 1 < bytes.count, bytes[position] == UInt8(ascii: "\\"),
+                bytes[position + 1] == UInt8(ascii: "u")
+            {
                 let saved = position
                 position += 2
                 if let second = parseHex4(), (0xDC00...0xDFFF).contains(second) {

@@ -10,8 +10,12 @@ import UserUpdates
 public enum CommandLineInterface {
     public static let version = "0.1.0"
 
+    /// Prepares signal handling for the process; call first thing on the main thread.
+    public static func prepareProcess() { ProcessSignals.prepare() }
+
     /// Runs the command named by `arguments` (without the program name) and returns the exit status.
     public static func main(arguments: [String], environment: [String: String]) async -> Int32 {
+        ProcessSignals.prepare()
         var arguments = arguments
         let command = arguments.first.flatMap { $0.hasPrefix("-") ? nil : $0 } ?? "run"
         if !arguments.isEmpty && !arguments[0].hasPrefix("-") { arguments.removeFirst() }

@@ -1,6 +1,5 @@
 import AMQP
 import Druid
-import Dispatch
 import Foundation
 import HTTPClient
 import Synchronization
@@ -255,34 +254,65 @@ public final class SyncService: Sendable {
     /// SIGTERM and SIGINT: the first starts a graceful stop, the second exits at once.
     private func installSignalHandlers() -> AsyncStream<Int32> {
         let (stream, continuation) = AsyncStream.makeStream(of: Int32.self)
-        signal(SIGPIPE, SIG_IGN)
-        for number in [SIGTERM, SIGINT] {
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler { [self] in
-                let count = stopState.withLock { state -> Int in
-                    state.signals += 1
-                    return state.signals
-                }
-                if count == 1 {
-                    continuation.yield(number)
-                } else {
-                    logger.warning("second signal: exiting now; unsettled messages will be redelivered")
-                    _exit(1)
-                }
+        ProcessSignals.install { [self] number in
+            let count = stopState.withLock { state -> Int in
+                state.signals += 1
+                return state.signals
             }
-            source.resume()
-            SignalSources.keep(source)
+            if count == 1 {
+                continuation.yield(number)
+            } else {
+                logger.warning("second signal: exiting now; unsettled messages will be redelivered")
+                _exit(1)
+            }
         }
         return stream
     }
 }
 
-/// Keeps signal sources alive for the life of the process.
-enum SignalSources {
-    // Written only while start-up installs the handlers, never read: nothing can race on it.
-    nonisolated(unsafe) private static var sources: [any DispatchSourceSignal] = []
-    static func keep(_ source: any DispatchSourceSignal) { sources.append(source) }
+/// Turns SIGTERM and SIGINT into calls on an ordinary thread (the self-pipe pattern), so
+/// nothing but a `write` happens in signal context.
+enum ProcessSignals {
+    // Set once, before the handlers are installed, and only read afterwards.
+    nonisolated(unsafe) private static var pipeWriteEnd: Int32 = -1
+
+    /// Unblocks SIGTERM and SIGINT for this thread and those it starts later (a parent,
+    /// e.g. a test runner, may hand us a blocked mask), and ignores SIGPIPE (a broken
+    /// socket must be an error, not a death). Call first thing in `main`.
+    static func prepare() {
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGTERM)
+        sigaddset(&set, SIGINT)
+        pthread_sigmask(SIG_UNBLOCK, &set, nil)
+        signal(SIGPIPE, SIG_IGN)
+    }
+
+    /// Calls `handler` on a dedicated thread for each SIGTERM or SIGINT received.
+    static func install(_ handler: @escaping @Sendable (Int32) -> Void) {
+        var ends: [Int32] = [0, 0]
+        guard pipe(&ends) == 0 else { return }
+        pipeWriteEnd = ends[1]
+        let readEnd = ends[0]
+        let thread = Thread {
+            var number: UInt8 = 0
+            while true {
+                let count = read(readEnd, &number, 1)
+                if count == 1 { handler(Int32(number)) } else if count < 0 && errno != EINTR { return }
+            }
+        }
+        thread.name = "signals"
+        thread.start()
+        var action = sigaction()
+        action.__sigaction_handler.sa_handler = { number in
+            var byte = UInt8(truncatingIfNeeded: number)
+            _ = write(ProcessSignals.pipeWriteEnd, &byte, 1)
+        }
+        sigemptyset(&action.sa_mask)
+        action.sa_flags = SA_RESTART
+        sigaction(SIGTERM, &action, nil)
+        sigaction(SIGINT, &action, nil)
+    }
 }
 
 /// Slows the whole service down while DRUID refuses our own credentials or permissions,

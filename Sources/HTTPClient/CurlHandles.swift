@@ -6,6 +6,7 @@ struct TransferSettings: Sendable {
     let tcpKeepAliveIdleSeconds: Int
     let certificateAuthorityFile: String?
     let userAgent: String?
+    let proxyURL: String?
     let maximumResponseBodySize: Int
 
     init(_ configuration: HTTPClientConfiguration) {
@@ -13,6 +14,7 @@ struct TransferSettings: Sendable {
         tcpKeepAliveIdleSeconds = max(1, configuration.tcpKeepAliveIdle.roundedUpMilliseconds / 1000)
         certificateAuthorityFile = configuration.certificateAuthorityFile
         userAgent = configuration.userAgent
+        proxyURL = configuration.proxyURL
         maximumResponseBodySize = max(0, configuration.maximumResponseBodySize)
     }
 }
@@ -87,12 +89,15 @@ final class EasyHandle {
         if let file = settings.certificateAuthorityFile { set(CURLOPT_CAINFO, file) }
         if let agent = settings.userAgent { set(CURLOPT_USERAGENT, agent) }
 
+        // An explicit proxy, or none: never one picked up from the environment (which would
+        // also cost a getenv per request).
+        set(CURLOPT_PROXY, settings.proxyURL ?? "")
         set(CURLOPT_HTTPHEADER, UnsafeMutableRawPointer(transfer.headerList))
         if transfer.method == .head {
             set(CURLOPT_NOBODY, 1)
         } else if let body = transfer.body {
             check(druid_curl_easy_setopt_off_t(raw, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(body.count)))
-            set(CURLOPT_POSTFIELDS, body.baseAddress)
+            set(CURLOPT_POSTFIELDS, UnsafeMutableRawPointer(mutating: body.baseAddress))
             if transfer.method != .post { set(CURLOPT_CUSTOMREQUEST, transfer.method.rawValue) }
         } else if transfer.method != .get {
             set(CURLOPT_CUSTOMREQUEST, transfer.method.rawValue)
@@ -131,7 +136,8 @@ final class MultiHandle {
 
     init(maximumIdleConnections: Int, maximumConnectionsPerHost: Int) throws(HTTPClientError) {
         guard CurlLibrary.initialization == CURLE_OK else {
-            throw HTTPClientError(code: .other(Int(CurlLibrary.initialization.rawValue)), detail: "curl_global_init failed")
+            throw HTTPClientError(
+                code: .other(Int(CurlLibrary.initialization.rawValue)), detail: "curl_global_init failed")
         }
         guard let raw = curl_multi_init() else {
             throw HTTPClientError(code: .other(Int(CURLE_OUT_OF_MEMORY.rawValue)), detail: "curl_multi_init failed")

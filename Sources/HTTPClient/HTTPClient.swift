@@ -35,7 +35,10 @@ public final class HTTPClient: HTTPExecutor {
     /// Sends `request` and returns the response, whatever its status.
     ///
     /// Cancelling the calling task fails the request with ``HTTPClientError/Code/cancelled``
-    /// and drops its connection.
+    /// and drops its connection. When a reused keep-alive connection turns out to have been
+    /// closed by the server before any byte of the answer arrived, libcurl sends the request
+    /// once more on a new connection (the usual stale keep-alive race); callers whose
+    /// requests must never be repeated need their own guard, such as DRUID's one-use tokens.
     ///
     /// - Throws: ``HTTPClientError`` when no response arrived: timeout, connection
     ///   failure, TLS failure, invalid URL or headers, cancellation, shutdown.

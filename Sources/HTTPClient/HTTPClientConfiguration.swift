@@ -20,6 +20,10 @@ public struct HTTPClientConfiguration: Sendable {
     public var userAgent: String?
     /// The idle time before TCP keep-alive probes start (`CURLOPT_TCP_KEEPIDLE`). Default 60 s.
     public var tcpKeepAliveIdle: Duration
+    /// An HTTP proxy for every request, e.g. `http://proxy.internal:3128` (`CURLOPT_PROXY`).
+    /// Nil, the default, means no proxy: `http_proxy` and friends in the environment are
+    /// ignored, so a daemon's route never depends on its environment by accident.
+    public var proxyURL: String?
 
     public init(
         maximumIdleConnections: Int = 256,
@@ -28,7 +32,8 @@ public struct HTTPClientConfiguration: Sendable {
         certificateAuthorityFile: String? = nil,
         maximumResponseBodySize: Int = 8 << 20,
         userAgent: String? = nil,
-        tcpKeepAliveIdle: Duration = .seconds(60)
+        tcpKeepAliveIdle: Duration = .seconds(60),
+        proxyURL: String? = nil
     ) {
         self.maximumIdleConnections = maximumIdleConnections
         self.maximumConnectionsPerHost = maximumConnectionsPerHost
@@ -37,6 +42,7 @@ public struct HTTPClientConfiguration: Sendable {
         self.maximumResponseBodySize = maximumResponseBodySize
         self.userAgent = userAgent
         self.tcpKeepAliveIdle = tcpKeepAliveIdle
+        self.proxyURL = proxyURL
     }
 }
 

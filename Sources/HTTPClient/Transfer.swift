@@ -2,13 +2,14 @@ internal import CCurl
 import Synchronization
 
 /// One request from its submission to its completion, with the memory libcurl reads from
-/// (body, header list) and the buffers it writes into (response headers and body).
+/// (body, header list) and the buffers it writes into (response header block and body).
 ///
 /// The calling task builds it and hands it to the I/O thread through the engine's mutex;
 /// after that only the I/O thread touches its mutable state. The C memory is freed in
 /// `deinit`, which cannot run before the I/O thread has detached it from its easy handle,
 /// because the engine keeps every running transfer alive.
-final class Transfer: @unchecked Sendable {  // mutable state is I/O-thread-confined after a mutex hand-over; the cancel flag is atomic
+// @unchecked: mutable state is I/O-thread-confined after a mutex hand-over; the cancel flag is atomic.
+final class Transfer: @unchecked Sendable {
     enum State {
         case submitted
         case running
@@ -18,10 +19,15 @@ final class Transfer: @unchecked Sendable {  // mutable state is I/O-thread-conf
     let url: String
     let method: HTTPMethod
     let timeoutMilliseconds: Int
-    /// The body in C memory for `CURLOPT_POSTFIELDS`, or nil when the method sends none.
-    let body: UnsafeMutableRawBufferPointer?
-    /// The request header fields for `CURLOPT_HTTPHEADER`.
-    let headerList: UnsafeMutablePointer<curl_slist>?
+    /// One allocation holding the body, then the `curl_slist` nodes and their strings, so
+    /// a request costs one `malloc` however many headers it has. libcurl only reads a
+    /// header list, so building its nodes ourselves is fine; we free the block, not libcurl.
+    private let block: UnsafeMutableRawPointer
+    /// The body for `CURLOPT_POSTFIELDS` (inside `block`), or nil when the method sends none.
+    let body: UnsafeRawBufferPointer?
+    /// The header list for `CURLOPT_HTTPHEADER` (inside `block`); never empty, as it ends
+    /// with an empty `Expect:` so libcurl never waits for a `100 Continue`.
+    let headerList: UnsafeMutablePointer<curl_slist>
     /// Set by the cancellation handler on any thread; read by the I/O thread.
     let isCancellationRequested = Atomic<Bool>(false)
     /// Resumed exactly once, on the I/O thread, by ``TransferEngine``.
@@ -31,98 +37,119 @@ final class Transfer: @unchecked Sendable {  // mutable state is I/O-thread-conf
     var state = State.submitted
     var easy: EasyHandle?
     var runningIndex = 0
-    var responseHeaders: [(name: String, value: String)] = []
+    var responseHeaderBlock: [UInt8] = []
     var responseBody: [UInt8] = []
     let maximumBodySize: Int
     var isBodyTooLarge = false
+
+    private static let expectLine: StaticString = "Expect:"
 
     /// Validates the request and copies what libcurl needs into C memory.
     ///
     /// Runs on the calling task, so this work is not done by the single I/O thread.
     init(request: HTTPRequest, maximumBodySize: Int) throws(HTTPClientError) {
-        self.url = request.url
-        self.method = request.method
-        self.timeoutMilliseconds = request.timeout.roundedUpMilliseconds
+        url = request.url
+        method = request.method
+        timeoutMilliseconds = request.timeout.roundedUpMilliseconds
         self.maximumBodySize = maximumBodySize
         if request.url.utf8.contains(0) {
             throw HTTPClientError(code: .invalidURL, detail: "the URL contains a NUL byte")
         }
-        self.headerList = try Transfer.makeHeaderList(request.headers)
-        if request.method == .get && request.body.isEmpty || request.method == .head {
-            self.body = nil
-        } else {
-            // At least one byte, so an empty body still has a valid address: a NULL
-            // CURLOPT_POSTFIELDS would make libcurl read the body from a callback instead.
-            let buffer = UnsafeMutableRawBufferPointer.allocate(
-                byteCount: max(request.body.count, 1), alignment: 1)
+        let sendsBody = !(request.method == .get && request.body.isEmpty || request.method == .head)
+        let bodyCount = sendsBody ? request.body.count : 0
+        let nodeStride = MemoryLayout<curl_slist>.stride
+        let nodesOffset = (bodyCount + 15) & ~15
+        let nodeCount = request.headers.count + 1
+        var textCount = Transfer.expectLine.utf8CodeUnitCount + 1
+        for (name, value) in request.headers { textCount += name.utf8.count + value.utf8.count + 3 }
+        let textOffset = nodesOffset + nodeCount * nodeStride
+
+        block = .allocate(byteCount: textOffset + textCount, alignment: 16)
+        if sendsBody {
+            let destination = block
             request.body.withUnsafeBytes { source in
-                if let base = source.baseAddress { buffer.baseAddress!.copyMemory(from: base, byteCount: source.count) }
+                if let base = source.baseAddress { destination.copyMemory(from: base, byteCount: source.count) }
             }
-            self.body = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<request.body.count])
+            body = UnsafeRawBufferPointer(start: block, count: bodyCount)
+        } else {
+            body = nil
+        }
+        let nodes = (block + nodesOffset).bindMemory(to: curl_slist.self, capacity: nodeCount)
+        let text = (block + textOffset).bindMemory(to: UInt8.self, capacity: textCount)
+        var written = 0
+        var isValid = true
+        for (index, header) in request.headers.enumerated() {
+            let line = text + written
+            isValid =
+                Transfer.writeHeaderLine(name: header.name, value: header.value, to: text, at: &written) && isValid
+            nodes[index] = curl_slist(
+                data: UnsafeMutableRawPointer(line).assumingMemoryBound(to: CChar.self), next: nodes + index + 1)
+        }
+        let expect = text + written
+        expect.update(from: Transfer.expectLine.utf8Start, count: Transfer.expectLine.utf8CodeUnitCount)
+        expect[Transfer.expectLine.utf8CodeUnitCount] = 0
+        nodes[nodeCount - 1] = curl_slist(
+            data: UnsafeMutableRawPointer(expect).assumingMemoryBound(to: CChar.self), next: nil)
+        headerList = nodes
+        guard isValid else {
+            // Fully initialised by now, so `deinit` runs and frees `block`.
+            throw HTTPClientError(
+                code: .invalidRequest, detail: "a header name or value contains a forbidden character")
         }
     }
 
     deinit {
-        body?.deallocate()
-        curl_slist_free_all(headerList)
+        block.deallocate()
     }
 
-    /// Builds the `name: value` list, plus an empty `Expect:` so libcurl never waits for a
-    /// `100 Continue`. Empty values use libcurl's `name;` form, which sends an empty field.
-    private static func makeHeaderList(
-        _ headers: [(name: String, value: String)]
-    ) throws(HTTPClientError) -> UnsafeMutablePointer<curl_slist>? {
-        var list: UnsafeMutablePointer<curl_slist>? = nil
-        var line: [UInt8] = []
-        line.reserveCapacity(128)
-        for (name, value) in headers {
-            guard isValidName(name), isValidValue(value) else {
-                curl_slist_free_all(list)
-                throw HTTPClientError(
-                    code: .invalidRequest,
-                    detail: "a header name or value contains a forbidden character")
+    /// Writes `name: value` (or libcurl's `name;`, which sends an empty field) and a NUL at
+    /// `text + offset`, checking as it copies: false if the name is empty or holds a space,
+    /// a control character or `:`, or the value holds CR, LF or NUL.
+    private static func writeHeaderLine(
+        name: String, value: String, to text: UnsafeMutablePointer<UInt8>, at offset: inout Int
+    ) -> Bool {
+        let nameStart = offset
+        copy(name, to: text, at: &offset)
+        var isValid = offset > nameStart
+        for index in nameStart..<offset {
+            let byte = text[index]
+            if byte <= 0x20 || byte == UInt8(ascii: ":") || byte == 0x7F { isValid = false }
+        }
+        if value.isEmpty {
+            text[offset] = UInt8(ascii: ";")
+            offset += 1
+        } else {
+            text[offset] = UInt8(ascii: ":")
+            text[offset + 1] = UInt8(ascii: " ")
+            offset += 2
+            let valueStart = offset
+            copy(value, to: text, at: &offset)
+            for index in valueStart..<offset {
+                let byte = text[index]
+                if byte == 0 || byte == 0x0A || byte == 0x0D { isValid = false }
             }
-            line.removeAll(keepingCapacity: true)
-            line.append(contentsOf: name.utf8)
-            if value.isEmpty {
-                line.append(UInt8(ascii: ";"))
-            } else {
-                line.append(UInt8(ascii: ":"))
-                line.append(UInt8(ascii: " "))
-                line.append(contentsOf: value.utf8)
+        }
+        text[offset] = 0
+        offset += 1
+        return isValid
+    }
+
+    /// Copies the UTF-8 of `string` (in one `memcpy` when it is stored contiguously, as
+    /// native strings are).
+    @inline(__always)
+    private static func copy(_ string: String, to text: UnsafeMutablePointer<UInt8>, at offset: inout Int) {
+        let copied: Int? = string.utf8.withContiguousStorageIfAvailable { source in
+            (text + offset).update(from: source.baseAddress!, count: source.count)
+            return source.count
+        }
+        if let copied {
+            offset += copied
+        } else {
+            for byte in string.utf8 {
+                text[offset] = byte
+                offset += 1
             }
-            line.append(0)
-            list = try append(line, to: list)
         }
-        return try append(Array("Expect:\0".utf8), to: list)
-    }
-
-    private static func append(
-        _ nulTerminatedLine: [UInt8], to list: UnsafeMutablePointer<curl_slist>?
-    ) throws(HTTPClientError) -> UnsafeMutablePointer<curl_slist>? {
-        let extended = nulTerminatedLine.withUnsafeBufferPointer { bytes in
-            bytes.withMemoryRebound(to: CChar.self) { curl_slist_append(list, $0.baseAddress) }
-        }
-        guard let extended else {
-            curl_slist_free_all(list)
-            throw HTTPClientError(code: .other(Int(CURLE_OUT_OF_MEMORY.rawValue)), detail: "out of memory")
-        }
-        return extended
-    }
-
-    private static func isValidName(_ name: String) -> Bool {
-        if name.isEmpty { return false }
-        for byte in name.utf8 where byte <= 0x20 || byte == UInt8(ascii: ":") || byte == 0x7F {
-            return false
-        }
-        return true
-    }
-
-    private static func isValidValue(_ value: String) -> Bool {
-        for byte in value.utf8 where byte == 0 || byte == 0x0A || byte == 0x0D {
-            return false
-        }
-        return true
     }
 
     // MARK: - libcurl callbacks (I/O thread)
@@ -137,34 +164,42 @@ final class Transfer: @unchecked Sendable {  // mutable state is I/O-thread-conf
         return true
     }
 
-    /// Records one header line. A status line starts a new block, so only the final
-    /// response's fields are kept (not those of a `100 Continue`).
+    /// Keeps one header line as received; ``HTTPResponse`` parses the block on demand, so
+    /// the I/O thread does no string work. A status line starts a new block, so only the
+    /// final response's fields are kept (not those of a `100 Continue`).
     func receiveHeaderLine(_ line: UnsafeRawBufferPointer) {
         if line.count >= 5, line[0] == UInt8(ascii: "H"), line[1] == UInt8(ascii: "T"),
             line[2] == UInt8(ascii: "T"), line[3] == UInt8(ascii: "P"), line[4] == UInt8(ascii: "/")
         {
-            responseHeaders.removeAll(keepingCapacity: true)
+            responseHeaderBlock.removeAll(keepingCapacity: true)
             return
         }
-        guard let colon = line.firstIndex(of: UInt8(ascii: ":")), colon > 0 else { return }
-        var valueStart = colon + 1
-        var valueEnd = line.count
-        while valueStart < valueEnd, Transfer.isWhitespace(line[valueStart]) { valueStart += 1 }
-        while valueEnd > valueStart, Transfer.isWhitespace(line[valueEnd - 1]) { valueEnd -= 1 }
-        let name = String(unsafeUninitializedCapacity: colon) { target in
-            for index in 0..<colon { target[index] = HeaderName.lowercased(line[index]) }
-            return colon
-        }
-        let value = String(decoding: UnsafeRawBufferPointer(rebasing: line[valueStart..<valueEnd]), as: UTF8.self)
-        if name == "content-length", let length = Int(value), length > 0, length <= maximumBodySize {
+        if line.count <= 2 { return }  // the blank line ending the block
+        if let length = Transfer.contentLength(line), length > 0, length <= maximumBodySize {
             responseBody.reserveCapacity(length)
         }
-        responseHeaders.append((name: name, value: value))
+        responseHeaderBlock.append(contentsOf: line)
     }
 
-    @inline(__always)
-    private static func isWhitespace(_ byte: UInt8) -> Bool {
-        byte == 0x20 || byte == 0x09 || byte == 0x0D || byte == 0x0A
+    /// The value of a `Content-Length` line, or nil for any other line.
+    private static func contentLength(_ line: UnsafeRawBufferPointer) -> Int? {
+        let name = "content-length:".utf8
+        guard line.count > name.count else { return nil }
+        for (index, expected) in name.enumerated() where HeaderName.lowercased(line[index]) != expected {
+            return nil
+        }
+        var value = 0
+        var sawDigit = false
+        for byte in line[name.count...] {
+            if byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") {
+                guard value < Int.max / 10 - 10 else { return nil }
+                value = value * 10 + Int(byte - UInt8(ascii: "0"))
+                sawDigit = true
+            } else if byte != 0x20 && byte != 0x09 && byte != 0x0D && byte != 0x0A {
+                return nil
+            }
+        }
+        return sawDigit ? value : nil
     }
 }
 

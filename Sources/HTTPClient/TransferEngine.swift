@@ -1,13 +1,20 @@
 internal import CCurl
 import Synchronization
 
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#endif
+
 /// Runs every transfer of one ``HTTPClient`` on a dedicated I/O thread around one libcurl
 /// multi handle: `curl_multi_poll` to wait, `curl_multi_perform` to make progress,
 /// `curl_multi_info_read` to collect completions.
 ///
 /// Tasks hand transfers over through `inbox` and wake the thread with `curl_multi_wakeup`
 /// only when it may be asleep in `curl_multi_poll`, so a busy thread is not interrupted.
-final class TransferEngine: @unchecked Sendable {  // only `inbox` (a Mutex) is shared; the rest is confined to the I/O thread
+// @unchecked: only `inbox` (a Mutex) is shared; everything else is confined to the I/O thread.
+final class TransferEngine: @unchecked Sendable {
     /// What tasks hand to the I/O thread.
     private struct Inbox {
         var submissions: [Transfer] = []
@@ -106,7 +113,11 @@ final class TransferEngine: @unchecked Sendable {  // only `inbox` (a Mutex) is 
             if isInboxEmptyBeforePolling() {
                 // Returns early when a transfer needs attention (libcurl's own timers
                 // shorten the wait) or when woken by `curl_multi_wakeup`.
-                _ = curl_multi_poll(multi.raw, nil, 0, 1000, nil)
+                if curl_multi_poll(multi.raw, nil, 0, 1000, nil) != CURLM_OK {
+                    // Should not happen (libcurl retries EINTR itself); never spin on it.
+                    var pause = timespec(tv_sec: 0, tv_nsec: 10_000_000)
+                    _ = nanosleep(&pause, nil)
+                }
             }
         }
         stop()
@@ -140,21 +151,30 @@ final class TransferEngine: @unchecked Sendable {  // only `inbox` (a Mutex) is 
             return
         }
         guard let easy = idleHandles.popLast() ?? EasyHandle() else {
-            resume(transfer, with: .failure(HTTPClientError(code: .other(Int(CURLE_OUT_OF_MEMORY.rawValue)), detail: "curl_easy_init failed")))
+            resume(
+                transfer,
+                with: .failure(
+                    HTTPClientError(code: .other(Int(CURLE_OUT_OF_MEMORY.rawValue)), detail: "curl_easy_init failed")))
             return
         }
         let configured = easy.configure(for: transfer, settings: settings)
         guard configured == CURLE_OK else {
             recycle(easy)
-            resume(transfer, with: .failure(TransferEngine.error(for: configured, text: String(cString: curl_easy_strerror(configured)))))
+            resume(
+                transfer,
+                with: .failure(
+                    TransferEngine.error(for: configured, text: String(cString: curl_easy_strerror(configured)))))
             return
         }
         let added = curl_multi_add_handle(multi.raw, easy.raw)
         guard added == CURLM_OK else {
             recycle(easy)
-            resume(transfer, with: .failure(HTTPClientError(
-                code: .other(Int(added.rawValue)),
-                detail: "curl_multi_add_handle: \(String(cString: curl_multi_strerror(added)))")))
+            resume(
+                transfer,
+                with: .failure(
+                    HTTPClientError(
+                        code: .other(Int(added.rawValue)),
+                        detail: "curl_multi_add_handle: \(String(cString: curl_multi_strerror(added)))")))
             return
         }
         transfer.easy = easy
@@ -177,12 +197,15 @@ final class TransferEngine: @unchecked Sendable {  // only `inbox` (a Mutex) is 
             guard transfer.state == .running, let easy = transfer.easy else { continue }
             if code == CURLE_OK {
                 let response = HTTPResponse(
-                    status: easy.responseCode, headers: transfer.responseHeaders, body: transfer.responseBody)
+                    status: easy.responseCode, headerBlock: transfer.responseHeaderBlock, body: transfer.responseBody)
                 finish(transfer, with: .success(response))
             } else if code == CURLE_WRITE_ERROR && transfer.isBodyTooLarge {
-                finish(transfer, with: .failure(HTTPClientError(
-                    code: .responseTooLarge,
-                    detail: "more than \(settings.maximumResponseBodySize) bytes")))
+                finish(
+                    transfer,
+                    with: .failure(
+                        HTTPClientError(
+                            code: .responseTooLarge,
+                            detail: "more than \(settings.maximumResponseBodySize) bytes")))
             } else {
                 finish(transfer, with: .failure(TransferEngine.error(for: code, text: easy.failureText(for: code))))
             }
@@ -207,7 +230,7 @@ final class TransferEngine: @unchecked Sendable {  // only `inbox` (a Mutex) is 
 
     private func resume(_ transfer: Transfer, with result: Result<HTTPResponse, HTTPClientError>) {
         transfer.state = .finished
-        transfer.responseHeaders = []
+        transfer.responseHeaderBlock = []
         transfer.responseBody = []
         transfer.continuation?.resume(returning: result)
         transfer.continuation = nil

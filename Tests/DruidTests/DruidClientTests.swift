@@ -12,7 +12,8 @@ final class FakeDruidTransport: HTTPExecutor {
 
     private let state: Mutex<(requests: [HTTPRequest], token: Answer, update: Answer)>
 
-    init(token: @escaping Answer = FakeDruidTransport.grantToken, update: @escaping Answer = FakeDruidTransport.accept) {
+    init(token: @escaping Answer = FakeDruidTransport.grantToken, update: @escaping Answer = FakeDruidTransport.accept)
+    {
         state = Mutex((requests: [], token: token, update: update))
     }
 
@@ -43,15 +44,19 @@ final class FakeDruidTransport: HTTPExecutor {
 let clientSecretValue = "s3cret-value"
 let passwordValue = "hunter2-Password!"
 
-func configuration(auth: String = "https://auth.example.test", graph: String = "https://graph.example.test",
-                   secret: String = clientSecretValue) -> DruidClientConfiguration {
+func configuration(
+    auth: String = "https://auth.example.test", graph: String = "https://graph.example.test",
+    secret: String = clientSecretValue
+) -> DruidClientConfiguration {
     DruidClientConfiguration(
         authURL: auth, graphURL: graph, clientId: "client-1", clientSecret: Secret(secret),
         entryPoint: "ep-main", timeout: .seconds(3))
 }
 
-func activity(objectId: String = "u1", language: String? = "es-ES", clientId: String = "client-1",
-              email: String = "a@b.es") -> UpdateActivity {
+func activity(
+    objectId: String = "u1", language: String? = "es-ES", clientId: String = "client-1",
+    email: String = "a@b.es"
+) -> UpdateActivity {
     let body = #"""
         {"actor":{"id":"\#(clientId)","objectType":"application"},"verb":"update",
          "object":{"objectType":"user","objectId":"\#(objectId)","password":"\#(passwordValue)",
@@ -85,7 +90,8 @@ func summary(_ answer: DruidAnswer) -> String {
     case .unauthorized: return "unauthorized"
     case .credentialsRefused(let status, _): return "credentialsRefused \(status.map(String.init) ?? "-")"
     case .unavailable(let status, let retryAfter, _):
-        return "unavailable \(status.map(String.init) ?? "-")\(retryAfter.map { " retry \($0.components.seconds)" } ?? "")"
+        return
+            "unavailable \(status.map(String.init) ?? "-")\(retryAfter.map { " retry \($0.components.seconds)" } ?? "")"
     }
 }
 
@@ -103,19 +109,22 @@ struct DruidClientTests {
     func tokenRequest() async throws {
         let transport = FakeDruidTransport()
         let secret = "s&e=c r+t/é%"
-        let client = DruidClient(configuration: configuration(auth: "https://auth.example.test/", secret: secret), http: transport)
+        let client = DruidClient(
+            configuration: configuration(auth: "https://auth.example.test/", secret: secret), http: transport)
         #expect(await client.update(activity()) == .accepted(status: 200))
         let request = try #require(transport.tokenRequests.first)
         #expect(request.method == .post)
         #expect(request.url == "https://auth.example.test/oauth2/token")
         #expect(request.timeout == .seconds(3))
-        #expect(request.headers.contains { $0.name == "Content-Type" && $0.value == "application/x-www-form-urlencoded" })
+        #expect(
+            request.headers.contains { $0.name == "Content-Type" && $0.value == "application/x-www-form-urlencoded" })
         let fields = formFields(request.body)
-        #expect(fields == [
-            "grant_type": "urn:druid:oauth2:grant-type:code_challenge", "client_id": "client-1",
-            "client_secret": secret, "scope": "update", "code_challenge_method": "S256",
-            "code_challenge": fields["code_challenge"] ?? "",
-        ])
+        #expect(
+            fields == [
+                "grant_type": "urn:druid:oauth2:grant-type:code_challenge", "client_id": "client-1",
+                "client_secret": secret, "scope": "update", "code_challenge_method": "S256",
+                "code_challenge": fields["code_challenge"] ?? "",
+            ])
         #expect(fields["code_challenge"]?.count == 43)
         #expect(!String(decoding: request.body, as: UTF8.self).contains(" "))
     }
@@ -160,22 +169,28 @@ struct DruidClientTests {
         #expect(verifiers.map { CodeVerifier($0)?.challenge ?? "" } == challenges)
     }
 
-    @Test("token answers map to outcomes, and no update follows a refused token", arguments: [
-        (200, #"{"error":"invalid client","type":"InvalidGrantException"}"#, [], "credentialsRefused 200"),
-        (400, #"{"error":"invalid grant","type":"InvalidGrantException"}"#, [], "credentialsRefused 400"),
-        (401, #"{"error":"unauthorized"}"#, [], "credentialsRefused 401"),
-        (403, "", [], "credentialsRefused 403"),
-        (404, "<html>not found</html>", [], "credentialsRefused 404"),
-        (408, "", [], "unavailable 408"),
-        (429, "", [("retry-after", "3")], "unavailable 429 retry 3"),
-        (500, #"{"error":"boom"}"#, [], "unavailable 500"),
-        (503, "", [("retry-after", "17")], "unavailable 503 retry 17"),
-        (200, #"{"token_type":"bearer"}"#, [], "unavailable 200"),
-        (200, "<html>captive portal</html>", [], "unavailable 200"),
-        (302, "", [], "unavailable 302"),
-    ] as [(Int, String, [(name: String, value: String)], String)])
-    func tokenAnswers(_ status: Int, _ body: String, _ headers: [(name: String, value: String)], _ expected: String) async {
-        let transport = FakeDruidTransport(token: { _ in .success(FakeDruidTransport.json(status, body, headers: headers)) })
+    @Test(
+        "token answers map to outcomes, and no update follows a refused token",
+        arguments: [
+            (200, #"{"error":"invalid client","type":"InvalidGrantException"}"#, [], "credentialsRefused 200"),
+            (400, #"{"error":"invalid grant","type":"InvalidGrantException"}"#, [], "credentialsRefused 400"),
+            (401, #"{"error":"unauthorized"}"#, [], "credentialsRefused 401"),
+            (403, "", [], "credentialsRefused 403"),
+            (404, "<html>not found</html>", [], "credentialsRefused 404"),
+            (408, "", [], "unavailable 408"),
+            (429, "", [("retry-after", "3")], "unavailable 429 retry 3"),
+            (500, #"{"error":"boom"}"#, [], "unavailable 500"),
+            (503, "", [("retry-after", "17")], "unavailable 503 retry 17"),
+            (200, #"{"token_type":"bearer"}"#, [], "unavailable 200"),
+            (200, "<html>captive portal</html>", [], "unavailable 200"),
+            (302, "", [], "unavailable 302"),
+        ] as [(Int, String, [(name: String, value: String)], String)])
+    func tokenAnswers(_ status: Int, _ body: String, _ headers: [(name: String, value: String)], _ expected: String)
+        async
+    {
+        let transport = FakeDruidTransport(token: { _ in
+            .success(FakeDruidTransport.json(status, body, headers: headers))
+        })
         let client = DruidClient(configuration: configuration(), http: transport)
         #expect(summary(await client.update(activity())) == expected)
         #expect(transport.updateRequests.isEmpty)
@@ -185,32 +200,43 @@ struct DruidClientTests {
         }
     }
 
-    @Test("update answers map to outcomes", arguments: [
-        (200, #"{"result":{"status":200}}"#, [], "accepted 200"),
-        (201, "", [], "accepted 201"),
-        (204, "", [], "accepted 204"),
-        (200, #"{"result":{"status":500,"errors":[]}}"#, [], "unavailable 500"),
-        (200, #"{"result":{"status":404,"errors":[{"message":"objectId","details":"user not found"}]}}"#, [],
-         "rejected 404 [\"objectId\"]"),
-        (200, #"{"result":{"status":401}}"#, [], "unauthorized"),
-        (400, #"{"result":{"status":400,"errors":[{"message":"email","details":"The value is not valid"},{"message":"phone_number","details":"bad"}]}}"#,
-         [], "rejected 400 [\"email\", \"phone_number\"]"),
-        (400, "not json", [], "rejected 400 []"),
-        (404, "", [], "rejected 404 []"),
-        (409, "", [], "rejected 409 []"),
-        (422, "", [], "rejected 422 []"),
-        (401, #"{"result":{"status":401}}"#, [], "unauthorized"),
-        (403, "", [], "credentialsRefused 403"),
-        (408, "", [], "unavailable 408"),
-        (429, "", [("retry-after", "5")], "unavailable 429 retry 5"),
-        (500, "", [], "unavailable 500"),
-        (502, "<html>bad gateway</html>", [], "unavailable 502"),
-        (503, "", [("retry-after", "Fri, 31 Dec 1999 23:59:59 GMT")], "unavailable 503 retry 0"),
-        (504, "", [("retry-after", "garbage")], "unavailable 504"),
-        (301, "", [], "unavailable 301"),
-    ] as [(Int, String, [(name: String, value: String)], String)])
-    func updateAnswers(_ status: Int, _ body: String, _ headers: [(name: String, value: String)], _ expected: String) async {
-        let transport = FakeDruidTransport(update: { _ in .success(FakeDruidTransport.json(status, body, headers: headers)) })
+    @Test(
+        "update answers map to outcomes",
+        arguments: [
+            (200, #"{"result":{"status":200}}"#, [], "accepted 200"),
+            (201, "", [], "accepted 201"),
+            (204, "", [], "accepted 204"),
+            (200, #"{"result":{"status":500,"errors":[]}}"#, [], "unavailable 500"),
+            (
+                200, #"{"result":{"status":404,"errors":[{"message":"objectId","details":"user not found"}]}}"#, [],
+                "rejected 404 [\"objectId\"]"
+            ),
+            (200, #"{"result":{"status":401}}"#, [], "unauthorized"),
+            (
+                400,
+                #"{"result":{"status":400,"errors":[{"message":"email","details":"The value is not valid"},{"message":"phone_number","details":"bad"}]}}"#,
+                [], "rejected 400 [\"email\", \"phone_number\"]"
+            ),
+            (400, "not json", [], "rejected 400 []"),
+            (404, "", [], "rejected 404 []"),
+            (409, "", [], "rejected 409 []"),
+            (422, "", [], "rejected 422 []"),
+            (401, #"{"result":{"status":401}}"#, [], "unauthorized"),
+            (403, "", [], "credentialsRefused 403"),
+            (408, "", [], "unavailable 408"),
+            (429, "", [("retry-after", "5")], "unavailable 429 retry 5"),
+            (500, "", [], "unavailable 500"),
+            (502, "<html>bad gateway</html>", [], "unavailable 502"),
+            (503, "", [("retry-after", "Fri, 31 Dec 1999 23:59:59 GMT")], "unavailable 503 retry 0"),
+            (504, "", [("retry-after", "garbage")], "unavailable 504"),
+            (301, "", [], "unavailable 301"),
+        ] as [(Int, String, [(name: String, value: String)], String)])
+    func updateAnswers(_ status: Int, _ body: String, _ headers: [(name: String, value: String)], _ expected: String)
+        async
+    {
+        let transport = FakeDruidTransport(update: { _ in
+            .success(FakeDruidTransport.json(status, body, headers: headers))
+        })
         let client = DruidClient(configuration: configuration(), http: transport)
         #expect(summary(await client.update(activity())) == expected)
     }
@@ -218,20 +244,28 @@ struct DruidClientTests {
     @Test("field errors keep DRUID's message and details")
     func fieldErrors() async {
         let transport = FakeDruidTransport(update: { _ in
-            .success(FakeDruidTransport.json(400, #"{"result":{"status":400,"errors":[{"message":"email","details":"already exists"}]}}"#))
+            .success(
+                FakeDruidTransport.json(
+                    400, #"{"result":{"status":400,"errors":[{"message":"email","details":"already exists"}]}}"#))
         })
         let client = DruidClient(configuration: configuration(), http: transport)
-        #expect(await client.update(activity()) == .rejected(
-            status: 400, errors: [DruidFieldError(message: "email", details: "already exists")]))
+        #expect(
+            await client.update(activity())
+                == .rejected(
+                    status: 400, errors: [DruidFieldError(message: "email", details: "already exists")]))
     }
 
-    @Test("transport failures are .unavailable without a status", arguments: [
-        HTTPClientError.Code.timeout, .couldNotConnect, .connectionReset, .tls("SSL certificate problem"), .shutdown,
-    ])
+    @Test(
+        "transport failures are .unavailable without a status",
+        arguments: [
+            HTTPClientError.Code.timeout, .couldNotConnect, .connectionReset, .tls("SSL certificate problem"),
+            .shutdown,
+        ])
     func transportFailures(_ code: HTTPClientError.Code) async {
         for failingStep in ["token", "update"] {
             let failure: FakeDruidTransport.Answer = { _ in .failure(HTTPClientError(code: code, detail: "boom")) }
-            let transport = failingStep == "token"
+            let transport =
+                failingStep == "token"
                 ? FakeDruidTransport(token: failure) : FakeDruidTransport(update: failure)
             let client = DruidClient(configuration: configuration(), http: transport)
             let answer = await client.update(activity())
@@ -244,7 +278,8 @@ struct DruidClientTests {
     func noSecretsInDetails() async throws {
         // A hostile DRUID that quotes everything it was sent in every text it returns.
         let echo: @Sendable (HTTPRequest) -> String = { request in
-            let everything = request.url + " " + request.headers.map { "\($0.name): \($0.value)" }.joined(separator: " ")
+            let everything =
+                request.url + " " + request.headers.map { "\($0.name): \($0.value)" }.joined(separator: " ")
                 + " " + String(decoding: request.body, as: UTF8.self)
             return everything.replacingOccurrences(of: "\\", with: "").replacingOccurrences(of: "\"", with: "'")
                 .replacingOccurrences(of: "\n", with: " ")
@@ -258,14 +293,17 @@ struct DruidClientTests {
             answers.append(await DruidClient(configuration: configuration(), http: tokenTransport).update(activity()))
             let updateTransport = FakeDruidTransport(update: { request in
                 let text = echo(request)
-                return .success(FakeDruidTransport.json(
-                    status, #"{"result":{"status":\#(status),"errors":[{"message":"\#(text)","details":"\#(text)"}]}}"#))
+                return .success(
+                    FakeDruidTransport.json(
+                        status,
+                        #"{"result":{"status":\#(status),"errors":[{"message":"\#(text)","details":"\#(text)"}]}}"#))
             })
             let client = DruidClient(configuration: configuration(), http: updateTransport)
             answers.append(await client.update(activity()))
             let update = try #require(updateTransport.updateRequests.last)
             let verifier = try #require(queryItem(update.url, "code_verifier"))
-            let token = try #require(update.headers.first { $0.name == "Authorization" }?.value.dropFirst("Bearer ".count))
+            let token = try #require(
+                update.headers.first { $0.name == "Authorization" }?.value.dropFirst("Bearer ".count))
             for secret in [verifier, String(token), clientSecretValue, passwordValue] {
                 #expect(!detail(answers.last!).contains(secret), "\(summary(answers.last!)) leaks a secret")
                 #expect(!"\(answers.last!)".contains(secret))
@@ -282,7 +320,8 @@ struct DruidClientTests {
     @Test("requestToken reports the grant without the token")
     func requestTokenSuccess() async throws {
         let transport = FakeDruidTransport(token: { _ in
-            .success(FakeDruidTransport.json(200, #"{"access_token":"TOKEN-VALUE","token_type":"bearer","expires_in":60}"#))
+            .success(
+                FakeDruidTransport.json(200, #"{"access_token":"TOKEN-VALUE","token_type":"bearer","expires_in":60}"#))
         })
         let client = DruidClient(configuration: configuration(), http: transport)
         let token = try await client.requestToken().get()
@@ -295,13 +334,17 @@ struct DruidClientTests {
     @Test("requestToken failures say why")
     func requestTokenFailure() async throws {
         let transport = FakeDruidTransport(token: { _ in
-            .success(FakeDruidTransport.json(400, #"{"error":"invalid client credentials","type":"InvalidGrantException"}"#))
+            .success(
+                FakeDruidTransport.json(400, #"{"error":"invalid client credentials","type":"InvalidGrantException"}"#))
         })
         let client = DruidClient(configuration: configuration(), http: transport)
         guard case .failure(let failure) = await client.requestToken() else {
             Issue.record("expected a failure")
             return
         }
-        #expect("\(failure)" == "DRUID refused the client credentials (HTTP 400): token endpoint answered HTTP 400: InvalidGrantException: invalid client credentials")
+        #expect(
+            "\(failure)"
+                == "DRUID refused the client credentials (HTTP 400): token endpoint answered HTTP 400: InvalidGrantException: invalid client credentials"
+        )
     }
 }

@@ -56,7 +56,9 @@ struct DruidOverHTTPTests {
         let form = try #require(tokens.first?["form"] as? [String: String])
         #expect(form["client_secret"] == clientSecretValue)
         #expect(form["grant_type"] == "urn:druid:oauth2:grant-type:code_challenge")
-        #expect(tokens.first?["headers"].flatMap { ($0 as? [String: String])?["content-type"] } == "application/x-www-form-urlencoded")
+        #expect(
+            tokens.first?["headers"].flatMap { ($0 as? [String: String])?["content-type"] }
+                == "application/x-www-form-urlencoded")
     }
 
     @Test("a wrong client secret is .credentialsRefused, and the echoed secret is hidden")
@@ -75,9 +77,13 @@ struct DruidOverHTTPTests {
         #expect(summary(await client().update(activity())) == "unavailable 503 retry 7")
         try await can("update", status: 429, headers: ["Retry-After": "2"])
         #expect(summary(await client().update(activity())) == "unavailable 429 retry 2")
-        try await can("update", status: 400, body: #"{"result":{"status":400,"errors":[{"message":"email","details":"already exists"}]}}"#)
-        #expect(await client().update(activity()) == .rejected(
-            status: 400, errors: [DruidFieldError(message: "email", details: "already exists")]))
+        try await can(
+            "update", status: 400,
+            body: #"{"result":{"status":400,"errors":[{"message":"email","details":"already exists"}]}}"#)
+        #expect(
+            await client().update(activity())
+                == .rejected(
+                    status: 400, errors: [DruidFieldError(message: "email", details: "already exists")]))
         try await can("update", status: 200, body: #"{"result":{"status":504}}"#)
         #expect(summary(await client().update(activity())) == "unavailable 504")
     }
@@ -107,8 +113,10 @@ struct DruidEmulatorTests {
     var client: DruidClient { DruidClient(configuration: configuration(auth: base, graph: base), http: http) }
 
     func admin(_ method: HTTPMethod, _ path: String, _ body: String = "") async throws -> [String: Any] {
-        let response = try await http.execute(HTTPRequest(
-            method: method, url: base + path, headers: [("Content-Type", "application/json")], body: Array(body.utf8)))
+        let response = try await http.execute(
+            HTTPRequest(
+                method: method, url: base + path, headers: [("Content-Type", "application/json")],
+                body: Array(body.utf8)))
         #expect(response.status == 200, "admin \(path): \(String(decoding: response.body, as: UTF8.self))")
         return jsonObject(response.body)
     }
@@ -121,7 +129,9 @@ struct DruidEmulatorTests {
     @Test("updates are applied, unknown users and invalid fields rejected, faults mapped")
     func updates() async throws {
         defer { finish() }
-        _ = try await admin(.post, "/admin/users", #"{"users":[{"objectId":"u1","ids":{"email":"old@b.es"}},{"objectId":"u2","ids":{"email":"taken@b.es"}}]}"#)
+        _ = try await admin(
+            .post, "/admin/users",
+            #"{"users":[{"objectId":"u1","ids":{"email":"old@b.es"}},{"objectId":"u2","ids":{"email":"taken@b.es"}}]}"#)
 
         #expect(await client.update(activity(email: "new@b.es")) == .accepted(status: 200))
         let user = try await admin(.get, "/admin/users/u1")
@@ -139,7 +149,9 @@ struct DruidEmulatorTests {
         #expect(await client.update(activity()) == .unauthorized)
         _ = try await admin(.post, "/admin/faults", #"{"endpoint":"update","status":403,"count":1}"#)
         #expect(summary(await client.update(activity())) == "credentialsRefused 403")
-        _ = try await admin(.post, "/admin/faults", #"{"endpoint":"token","status":200,"count":1,"body":{"error":"nope","type":"InvalidGrantException"}}"#)
+        _ = try await admin(
+            .post, "/admin/faults",
+            #"{"endpoint":"token","status":200,"count":1,"body":{"error":"nope","type":"InvalidGrantException"}}"#)
         #expect(summary(await client.update(activity())) == "credentialsRefused 200")
 
         // libcurl resends once, on a new connection, a request whose reused connection
@@ -179,8 +191,10 @@ enum DruidEmulator {
 
     static func start() throws -> TestServerProcess {
         try TestServerProcess(
-            arguments: [script, "--host", "127.0.0.1", "--port", "0", "--client", "client-1:\(clientSecretValue)",
-                        "--entry-point", "ep-main", "--quiet"],
+            arguments: [
+                script, "--host", "127.0.0.1", "--port", "0", "--client", "client-1:\(clientSecretValue)",
+                "--entry-point", "ep-main", "--quiet",
+            ],
             readyMarker: "druid-emulator listening")
     }
 }

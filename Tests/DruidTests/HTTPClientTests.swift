@@ -12,13 +12,16 @@ struct HTTPClientTests {
         let client = try HTTPClient()
         defer { client.shutdown() }
         let body = Array(#"{"hello":"wörld"}"#.utf8)
-        let response = try await client.execute(HTTPRequest(
-            method: .post, url: "\(base)/echo?a=1&b=x%20y",
-            headers: [("Content-Type", "application/json"), ("From", "ep-main"), ("X-Empty", "")],
-            body: body))
+        let response = try await client.execute(
+            HTTPRequest(
+                method: .post, url: "\(base)/echo?a=1&b=x%20y",
+                headers: [("Content-Type", "application/json"), ("From", "ep-main"), ("X-Empty", "")],
+                body: body))
         #expect(response.status == 200)
         #expect(response.header("Content-Type")?.hasPrefix("application/json") == true)
         #expect(response.header("x-echo-count") == String(body.count))
+        #expect(response.headers.contains { $0.name == "x-echo-count" && $0.value == String(body.count) })
+        #expect(response.headers.allSatisfy { $0.name == $0.name.lowercased() })
         let echo = jsonObject(response.body)
         #expect(echo["method"] as? String == "POST")
         #expect(echo["query"] as? String == "a=1&b=x%20y")
@@ -31,9 +34,11 @@ struct HTTPClientTests {
         #expect(headers["content-length"] == String(body.count))
     }
 
-    @Test("GET, HEAD, PUT, DELETE and an empty POST use the right method", arguments: [
-        HTTPMethod.get, .head, .put, .delete, .post,
-    ])
+    @Test(
+        "GET, HEAD, PUT, DELETE and an empty POST use the right method",
+        arguments: [
+            HTTPMethod.get, .head, .put, .delete, .post,
+        ])
     func methods(_ method: HTTPMethod) async throws {
         let client = try HTTPClient()
         defer { client.shutdown() }
@@ -67,8 +72,9 @@ struct HTTPClientTests {
                     var index = worker
                     while index < 500 {
                         let payload = "request-\(index)"
-                        let response = try await client.execute(HTTPRequest(
-                            method: .post, url: "\(base)/echo?tag=\(tag)&i=\(index)", body: Array(payload.utf8)))
+                        let response = try await client.execute(
+                            HTTPRequest(
+                                method: .post, url: "\(base)/echo?tag=\(tag)&i=\(index)", body: Array(payload.utf8)))
                         let echo = jsonObject(response.body)
                         if response.status != 200 || echo["body"] as? String != payload
                             || echo["query"] as? String != "tag=\(tag)&i=\(index)"
@@ -109,8 +115,9 @@ struct HTTPClientTests {
         let clock = ContinuousClock()
         let start = clock.now
         let error = await #expect(throws: HTTPClientError.self) {
-            _ = try await client.execute(HTTPRequest(
-                url: "\(base)/sleep?ms=3000&code_verifier=TOPSECRET", timeout: .milliseconds(300)))
+            _ = try await client.execute(
+                HTTPRequest(
+                    url: "\(base)/sleep?ms=3000&code_verifier=TOPSECRET", timeout: .milliseconds(300)))
         }
         let elapsed = clock.now - start
         #expect(error?.code == .timeout)
@@ -123,9 +130,10 @@ struct HTTPClientTests {
         let client = try HTTPClient()
         defer { client.shutdown() }
         let error = await #expect(throws: HTTPClientError.self) {
-            _ = try await client.execute(HTTPRequest(
-                url: "http://127.0.0.1:\(closedPort())/x?code_verifier=TOPSECRET",
-                headers: [("Authorization", "Bearer TOKENSECRET")]))
+            _ = try await client.execute(
+                HTTPRequest(
+                    url: "http://127.0.0.1:\(closedPort())/x?code_verifier=TOPSECRET",
+                    headers: [("Authorization", "Bearer TOKENSECRET")]))
         }
         #expect(error?.code == .couldNotConnect)
         let text = error.map { "\($0)" } ?? ""
@@ -142,12 +150,14 @@ struct HTTPClientTests {
         #expect(error?.code == .connectionReset)
     }
 
-    @Test("malformed or non-HTTP URLs give .invalidURL without echoing the URL", arguments: [
-        "http://exa mple.com/?code_verifier=TOPSECRET",
-        "ftp://127.0.0.1/file?code_verifier=TOPSECRET",
-        "file:///etc/passwd?code_verifier=TOPSECRET",
-        "not a url at all TOPSECRET",
-    ])
+    @Test(
+        "malformed or non-HTTP URLs give .invalidURL without echoing the URL",
+        arguments: [
+            "http://exa mple.com/?code_verifier=TOPSECRET",
+            "ftp://127.0.0.1/file?code_verifier=TOPSECRET",
+            "file:///etc/passwd?code_verifier=TOPSECRET",
+            "not a url at all TOPSECRET",
+        ])
     func invalidURL(_ url: String) async throws {
         let client = try HTTPClient()
         defer { client.shutdown() }
@@ -225,6 +235,19 @@ struct HTTPClientTests {
         #expect(try await client.execute(HTTPRequest(url: "\(base)/echo")).status == 200)
     }
 
+    @Test("response headers: case-insensitive lookup, trimmed values, lower-cased names, first wins")
+    func responseHeaders() {
+        let response = HTTPResponse(
+            status: 200,
+            headers: [("Content-Type", "  application/json \t"), ("Retry-After", "5"), ("retry-after", "6")])
+        #expect(response.header("content-type") == "application/json")
+        #expect(response.header("CONTENT-TYPE") == "application/json")
+        #expect(response.header("Retry-After") == "5")
+        #expect(response.header("content") == nil)
+        #expect(response.headers.map(\.name) == ["content-type", "retry-after", "retry-after"])
+        #expect(HTTPResponse(status: 204).header("content-type") == nil)
+    }
+
     @Test("the libcurl version is reported")
     func version() {
         #expect(HTTPClient.curlVersion.hasPrefix("libcurl/"))
@@ -239,11 +262,13 @@ struct HTTPClientTLSTests {
 
     @Test("with the CA file the request succeeds")
     func trustedCA() async throws {
-        let client = try HTTPClient(configuration: HTTPClientConfiguration(
-            certificateAuthorityFile: TestFiles.certificates.ca))
+        let client = try HTTPClient(
+            configuration: HTTPClientConfiguration(
+                certificateAuthorityFile: TestFiles.certificates.ca))
         defer { client.shutdown() }
-        let response = try await client.execute(HTTPRequest(
-            method: .post, url: "https://localhost:\(port)/echo", body: Array("over tls".utf8)))
+        let response = try await client.execute(
+            HTTPRequest(
+                method: .post, url: "https://localhost:\(port)/echo", body: Array("over tls".utf8)))
         #expect(response.status == 200)
         #expect(jsonObject(response.body)["body"] as? String == "over tls")
     }
@@ -265,8 +290,9 @@ struct HTTPClientTLSTests {
 
     @Test("a host name the certificate does not name is refused")
     func hostNameMismatch() async throws {
-        let client = try HTTPClient(configuration: HTTPClientConfiguration(
-            certificateAuthorityFile: TestFiles.certificates.ca))
+        let client = try HTTPClient(
+            configuration: HTTPClientConfiguration(
+                certificateAuthorityFile: TestFiles.certificates.ca))
         defer { client.shutdown() }
         let error = await #expect(throws: HTTPClientError.self) {
             _ = try await client.execute(HTTPRequest(url: "https://127.0.0.1:\(port)/echo"))

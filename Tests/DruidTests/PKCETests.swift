@@ -1,5 +1,6 @@
-@testable import Druid
 import Testing
+
+@testable import Druid
 
 @Suite("PKCE and hashing")
 struct PKCETests {
@@ -9,20 +10,25 @@ struct PKCETests {
         #expect(verifier.challenge == "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM")
     }
 
-    @Test("SHA-256 known answers (FIPS 180-2 examples)", arguments: [
-        ("", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
-        ("abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
-        ("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
-         "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"),
-    ])
+    @Test(
+        "SHA-256 known answers (FIPS 180-2 examples)",
+        arguments: [
+            ("", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
+            ("abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
+            (
+                "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
+                "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"
+            ),
+        ])
     func sha256KnownAnswers(_ input: String, _ expected: String) {
         #expect(Digest.sha256Hex(Array(input.utf8)) == expected)
     }
 
     @Test("SHA-256 of a million 'a's")
     func sha256Long() {
-        #expect(Digest.sha256Hex([UInt8](repeating: UInt8(ascii: "a"), count: 1_000_000))
-            == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
+        #expect(
+            Digest.sha256Hex([UInt8](repeating: UInt8(ascii: "a"), count: 1_000_000))
+                == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
     }
 
     @Test("new verifiers are 43 base64url characters, all different, and never printed")
@@ -31,10 +37,13 @@ struct PKCETests {
         for _ in 0..<2_000 {
             let verifier = try CodeVerifier()
             #expect(verifier.revealed.utf8.count == 43)
-            #expect(verifier.revealed.utf8.allSatisfy { byte in
-                (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z")) || (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z"))
-                    || (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")) || byte == UInt8(ascii: "-") || byte == UInt8(ascii: "_")
-            })
+            #expect(
+                verifier.revealed.utf8.allSatisfy { byte in
+                    (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z"))
+                        || (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z"))
+                        || (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")) || byte == UInt8(ascii: "-")
+                        || byte == UInt8(ascii: "_")
+                })
             #expect(verifier.challenge.utf8.count == 43)
             seen.insert(verifier.revealed)
         }
@@ -54,10 +63,12 @@ struct PKCETests {
         #expect(CodeVerifier(String(repeating: "a", count: 42) + "é") == nil)
     }
 
-    @Test("base64url without padding (RFC 4648 test vectors, URL alphabet)", arguments: [
-        ("", ""), ("f", "Zg"), ("fo", "Zm8"), ("foo", "Zm9v"), ("foob", "Zm9vYg"), ("fooba", "Zm9vYmE"),
-        ("foobar", "Zm9vYmFy"),
-    ])
+    @Test(
+        "base64url without padding (RFC 4648 test vectors, URL alphabet)",
+        arguments: [
+            ("", ""), ("f", "Zg"), ("fo", "Zm8"), ("foo", "Zm9v"), ("foob", "Zm9vYg"), ("fooba", "Zm9vYmE"),
+            ("foobar", "Zm9vYmFy"),
+        ])
     func base64URL(_ input: String, _ expected: String) {
         #expect(Base64URL.encode(Array(input.utf8)) == expected)
     }

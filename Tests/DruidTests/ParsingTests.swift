@@ -1,5 +1,6 @@
-@testable import Druid
 import Testing
+
+@testable import Druid
 
 @Suite("Encodings, JSON and Retry-After")
 struct ParsingTests {
@@ -35,16 +36,21 @@ struct ParsingTests {
 
     @Test("JSON: escapes, including surrogate pairs")
     func jsonEscapes() {
-        let value = JSONValue.parse(Array(#"["a\"b\\c\/d\n\t", "\u00e9\ud83d\ude00", "\ud800x", null, -0.5, 1E3]"#.utf8))
-        #expect(value == .array([
-            .string("a\"b\\c/d\n\t"), .string("é😀"), .string("\u{FFFD}x"), .null, .number(-0.5), .number(1000),
-        ]))
+        let value = JSONValue.parse(
+            Array(#"["a\"b\\c\/d\n\t", "\u00e9\ud83d\ude00", "\ud800x", null, -0.5, 1E3]"#.utf8))
+        #expect(
+            value
+                == .array([
+                    .string("a\"b\\c/d\n\t"), .string("é😀"), .string("\u{FFFD}x"), .null, .number(-0.5), .number(1000),
+                ]))
     }
 
-    @Test("JSON: invalid texts are refused", arguments: [
-        "", "{", "{\"a\":}", "[1,]", "01", "1.", "\"\n\"", "{\"a\" 1}", "tru", "[1] 2", "nul", "\"\\x\"", "-",
-        String(repeating: "[", count: 100) + String(repeating: "]", count: 100),
-    ])
+    @Test(
+        "JSON: invalid texts are refused",
+        arguments: [
+            "", "{", "{\"a\":}", "[1,]", "01", "1.", "\"\n\"", "{\"a\" 1}", "tru", "[1] 2", "nul", "\"\\x\"", "-",
+            String(repeating: "[", count: 100) + String(repeating: "]", count: 100),
+        ])
     func jsonInvalid(_ text: String) {
         #expect(JSONValue.parse(Array(text.utf8)) == nil)
     }

@@ -96,13 +96,19 @@ enum TestFiles {
     static let certificates: (ca: String, cert: String, key: String) = {
         let dir = directory.path
         let commands = [
-            ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=druid-sync test CA",
-             "-keyout", "\(dir)/ca.key", "-out", "\(dir)/ca.pem",
-             "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
-            ["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
-             "-keyout", "\(dir)/server.key", "-out", "\(dir)/server.csr"],
-            ["x509", "-req", "-in", "\(dir)/server.csr", "-CA", "\(dir)/ca.pem", "-CAkey", "\(dir)/ca.key",
-             "-CAcreateserial", "-days", "2", "-out", "\(dir)/server.pem", "-extfile", "\(dir)/san.ext"],
+            [
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=druid-sync test CA",
+                "-keyout", "\(dir)/ca.key", "-out", "\(dir)/ca.pem",
+                "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+            [
+                "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
+                "-keyout", "\(dir)/server.key", "-out", "\(dir)/server.csr",
+            ],
+            [
+                "x509", "-req", "-in", "\(dir)/server.csr", "-CA", "\(dir)/ca.pem", "-CAkey", "\(dir)/ca.key",
+                "-CAcreateserial", "-days", "2", "-out", "\(dir)/server.pem", "-extfile", "\(dir)/san.ext",
+            ],
         ]
         try! "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"
             .write(toFile: "\(dir)/san.ext", atomically: true, encoding: .utf8)
@@ -163,140 +169,140 @@ func jsonArray(_ bytes: [UInt8]) -> [[String: Any]] {
 /// The aiohttp server the HTTPClient tests use (also a minimal DRUID for the client tests,
 /// under `/d/{scope}/…` so that parallel tests keep separate canned answers and logs).
 let testServerSource = #"""
-import argparse, asyncio, base64, hashlib, json, os, ssl, sys, urllib.parse
-from aiohttp import web
+    import argparse, asyncio, base64, hashlib, json, os, ssl, sys, urllib.parse
+    from aiohttp import web
 
-stats = {}      # tag -> {"requests": n, "peers": set()}
-canned = {}     # (scope, endpoint) -> [answer]
-log = {}        # scope -> [entry]
-challenges = {} # challenge -> token
-tokens = {}     # token -> {"challenge": c, "used": bool}
-CLIENT_ID, CLIENT_SECRET = "client-1", "s3cret-value"
+    stats = {}      # tag -> {"requests": n, "peers": set()}
+    canned = {}     # (scope, endpoint) -> [answer]
+    log = {}        # scope -> [entry]
+    challenges = {} # challenge -> token
+    tokens = {}     # token -> {"challenge": c, "used": bool}
+    CLIENT_ID, CLIENT_SECRET = "client-1", "s3cret-value"
 
-def peer(request):
-    info = request.transport.get_extra_info("peername")
-    return "%s:%s" % (info[0], info[1]) if info else "?"
+    def peer(request):
+        info = request.transport.get_extra_info("peername")
+        return "%s:%s" % (info[0], info[1]) if info else "?"
 
-async def echo(request):
-    body = await request.read()
-    tag = request.query.get("tag")
-    if tag:
-        entry = stats.setdefault(tag, {"requests": 0, "peers": set()})
-        entry["requests"] += 1
-        entry["peers"].add(peer(request))
-    answer = {"method": request.method, "path": request.path, "query": request.rel_url.raw_query_string,
-              "headers": {k.lower(): v for k, v in request.headers.items()},
-              "body": body.decode("utf-8", "replace"), "peer": peer(request)}
-    return web.json_response(answer, headers={"X-Echo-Count": str(len(body))})
+    async def echo(request):
+        body = await request.read()
+        tag = request.query.get("tag")
+        if tag:
+            entry = stats.setdefault(tag, {"requests": 0, "peers": set()})
+            entry["requests"] += 1
+            entry["peers"].add(peer(request))
+        answer = {"method": request.method, "path": request.path, "query": request.rel_url.raw_query_string,
+                  "headers": {k.lower(): v for k, v in request.headers.items()},
+                  "body": body.decode("utf-8", "replace"), "peer": peer(request)}
+        return web.json_response(answer, headers={"X-Echo-Count": str(len(body))})
 
-async def stats_handler(request):
-    entry = stats.get(request.query["tag"], {"requests": 0, "peers": set()})
-    return web.json_response({"requests": entry["requests"], "peers": len(entry["peers"])})
+    async def stats_handler(request):
+        entry = stats.get(request.query["tag"], {"requests": 0, "peers": set()})
+        return web.json_response({"requests": entry["requests"], "peers": len(entry["peers"])})
 
-async def sleep(request):
-    await asyncio.sleep(int(request.query.get("ms", "1000")) / 1000)
-    return web.Response(text="slept")
+    async def sleep(request):
+        await asyncio.sleep(int(request.query.get("ms", "1000")) / 1000)
+        return web.Response(text="slept")
 
-async def status(request):
-    code = int(request.query.get("code", "200"))
-    headers = {}
-    if "retry_after" in request.query:
-        headers["Retry-After"] = request.query["retry_after"]
-    return web.json_response({"result": {"status": code}}, status=code, headers=headers)
+    async def status(request):
+        code = int(request.query.get("code", "200"))
+        headers = {}
+        if "retry_after" in request.query:
+            headers["Retry-After"] = request.query["retry_after"]
+        return web.json_response({"result": {"status": code}}, status=code, headers=headers)
 
-async def big(request):
-    return web.Response(body=b"x" * int(request.query["n"]))
+    async def big(request):
+        return web.Response(body=b"x" * int(request.query["n"]))
 
-async def drop(request):
-    request.transport.close()
-    await asyncio.sleep(0.5)
-    return web.Response(text="never")
+    async def drop(request):
+        request.transport.close()
+        await asyncio.sleep(0.5)
+        return web.Response(text="never")
 
-def s256(verifier):
-    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    def s256(verifier):
+        return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
 
-def take_canned(scope, endpoint):
-    queue = canned.get((scope, endpoint))
-    if queue:
-        answer = queue.pop(0)
-        body = answer.get("body", {})
-        raw = body.encode() if isinstance(body, str) else json.dumps(body).encode()
-        return web.Response(status=answer.get("status", 200), body=raw,
-                            headers=answer.get("headers", {}), content_type="application/json")
-    return None
+    def take_canned(scope, endpoint):
+        queue = canned.get((scope, endpoint))
+        if queue:
+            answer = queue.pop(0)
+            body = answer.get("body", {})
+            raw = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+            return web.Response(status=answer.get("status", 200), body=raw,
+                                headers=answer.get("headers", {}), content_type="application/json")
+        return None
 
-async def token(request):
-    scope = request.match_info["scope"]
-    body = await request.read()
-    form = dict(urllib.parse.parse_qsl(body.decode(), keep_blank_values=True))
-    log.setdefault(scope, []).append({"endpoint": "token", "form": form, "raw": body.decode(),
-        "headers": {k.lower(): v for k, v in request.headers.items()}})
-    answer = take_canned(scope, "token")
-    if answer is not None:
-        return answer
-    if form.get("client_id") != CLIENT_ID or form.get("client_secret") != CLIENT_SECRET:
-        return web.json_response({"error": "invalid client_secret " + form.get("client_secret", ""),
-                                  "type": "InvalidGrantException"}, status=400)
-    challenge = form.get("code_challenge", "")
-    if challenge in challenges:
-        return web.json_response({"error": "challenge reused", "type": "InvalidGrantException"}, status=400)
-    issued = "tok-" + os.urandom(12).hex()
-    challenges[challenge] = issued
-    tokens[issued] = {"challenge": challenge, "used": False}
-    return web.json_response({"access_token": issued, "token_type": "bearer", "expires_in": 60})
+    async def token(request):
+        scope = request.match_info["scope"]
+        body = await request.read()
+        form = dict(urllib.parse.parse_qsl(body.decode(), keep_blank_values=True))
+        log.setdefault(scope, []).append({"endpoint": "token", "form": form, "raw": body.decode(),
+            "headers": {k.lower(): v for k, v in request.headers.items()}})
+        answer = take_canned(scope, "token")
+        if answer is not None:
+            return answer
+        if form.get("client_id") != CLIENT_ID or form.get("client_secret") != CLIENT_SECRET:
+            return web.json_response({"error": "invalid client_secret " + form.get("client_secret", ""),
+                                      "type": "InvalidGrantException"}, status=400)
+        challenge = form.get("code_challenge", "")
+        if challenge in challenges:
+            return web.json_response({"error": "challenge reused", "type": "InvalidGrantException"}, status=400)
+        issued = "tok-" + os.urandom(12).hex()
+        challenges[challenge] = issued
+        tokens[issued] = {"challenge": challenge, "used": False}
+        return web.json_response({"access_token": issued, "token_type": "bearer", "expires_in": 60})
 
-async def update(request):
-    scope = request.match_info["scope"]
-    body = await request.read()
-    verifier = request.query.get("code_verifier", "")
-    log.setdefault(scope, []).append({"endpoint": "update", "verifier": verifier, "query": request.rel_url.raw_query_string,
-        "headers": {k.lower(): v for k, v in request.headers.items()}, "body": body.decode("utf-8", "replace")})
-    answer = take_canned(scope, "update")
-    if answer is not None:
-        return answer
-    auth = request.headers.get("Authorization", "")
-    issued = auth[len("Bearer "):] if auth.startswith("Bearer ") else ""
-    grant = tokens.get(issued)
-    if grant is None or grant["used"] or s256(verifier) != grant["challenge"]:
-        return web.json_response({"result": {"status": 401, "errors": [{"message": "token", "details": "invalid"}]}}, status=401)
-    grant["used"] = True
-    return web.json_response({"content": {"objectType": "user"}, "result": {"status": 200, "errors": []}})
+    async def update(request):
+        scope = request.match_info["scope"]
+        body = await request.read()
+        verifier = request.query.get("code_verifier", "")
+        log.setdefault(scope, []).append({"endpoint": "update", "verifier": verifier, "query": request.rel_url.raw_query_string,
+            "headers": {k.lower(): v for k, v in request.headers.items()}, "body": body.decode("utf-8", "replace")})
+        answer = take_canned(scope, "update")
+        if answer is not None:
+            return answer
+        auth = request.headers.get("Authorization", "")
+        issued = auth[len("Bearer "):] if auth.startswith("Bearer ") else ""
+        grant = tokens.get(issued)
+        if grant is None or grant["used"] or s256(verifier) != grant["challenge"]:
+            return web.json_response({"result": {"status": 401, "errors": [{"message": "token", "details": "invalid"}]}}, status=401)
+        grant["used"] = True
+        return web.json_response({"content": {"objectType": "user"}, "result": {"status": 200, "errors": []}})
 
-async def admin_canned(request):
-    spec = await request.json()
-    canned.setdefault((request.match_info["scope"], spec["endpoint"]), []).extend([spec] * spec.get("count", 1))
-    return web.json_response({})
+    async def admin_canned(request):
+        spec = await request.json()
+        canned.setdefault((request.match_info["scope"], spec["endpoint"]), []).extend([spec] * spec.get("count", 1))
+        return web.json_response({})
 
-async def admin_log(request):
-    return web.json_response(log.get(request.match_info["scope"], []))
+    async def admin_log(request):
+        return web.json_response(log.get(request.match_info["scope"], []))
 
-async def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--cert")
-    parser.add_argument("--key")
-    args = parser.parse_args()
-    app = web.Application(client_max_size=64 << 20)
-    app.router.add_route("*", "/echo", echo)
-    app.router.add_get("/stats", stats_handler)
-    app.router.add_get("/sleep", sleep)
-    app.router.add_route("*", "/status", status)
-    app.router.add_get("/big", big)
-    app.router.add_get("/drop", drop)
-    app.router.add_post("/d/{scope}/oauth2/token", token)
-    app.router.add_post("/d/{scope}/activityid/v1/user/update", update)
-    app.router.add_post("/d/{scope}/admin/canned", admin_canned)
-    app.router.add_get("/d/{scope}/admin/log", admin_log)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    context = None
-    if args.cert:
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(args.cert, args.key)
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context, backlog=1024)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
-    print("listening %d" % port, flush=True)
-    await asyncio.Event().wait()
+    async def main():
+        parser = argparse.ArgumentParser()
+        parser.add_argument("--cert")
+        parser.add_argument("--key")
+        args = parser.parse_args()
+        app = web.Application(client_max_size=64 << 20)
+        app.router.add_route("*", "/echo", echo)
+        app.router.add_get("/stats", stats_handler)
+        app.router.add_get("/sleep", sleep)
+        app.router.add_route("*", "/status", status)
+        app.router.add_get("/big", big)
+        app.router.add_get("/drop", drop)
+        app.router.add_post("/d/{scope}/oauth2/token", token)
+        app.router.add_post("/d/{scope}/activityid/v1/user/update", update)
+        app.router.add_post("/d/{scope}/admin/canned", admin_canned)
+        app.router.add_get("/d/{scope}/admin/log", admin_log)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        context = None
+        if args.cert:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(args.cert, args.key)
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context, backlog=1024)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        print("listening %d" % port, flush=True)
+        await asyncio.Event().wait()
 
-asyncio.run(main())
-"""#
+    asyncio.run(main())
+    """#

@@ -4,7 +4,7 @@ import Testing
 
 /// The daemon's whole path against the real RabbitMQ and the DRUID emulator
 /// (event-schema.md sections 2, 4 and 5).
-@Suite("End to end", .serialized)
+@Suite("End to end", .serialized, .timeLimit(.minutes(4)))
 final class EndToEndTests {
     let queue = Harness.uniqueName("e2e")
     let directory: URL
@@ -263,6 +263,9 @@ final class EndToEndTests {
         let count = 1500
         try await emulator.seedUsers(factory.seedUsers(count: count))
         try await emulator.admin("POST", "/admin/config", ["latencyMs": 5])
+        // A first run declares the topology; the events then wait in the queue for the next.
+        let declaring = try await startDaemon(emulator: emulator)
+        #expect(declaring.terminate() == 0)
         for index in 0..<count { try broker.publish(queue: queue, body: factory.event(index).body) }
         try broker.waitForConfirms()
         let first = try await startDaemon(emulator: emulator)

@@ -37,7 +37,7 @@ struct EventFactory {
         if index % 7 == 2 { ids.append("\"screen_name\":\"sn\(runId)x\(index)\"") }
         var datas = ["\"name\":\(jsonString(name))"]
         if index % 2 == 1 { datas.append("\"birthday\":\"1974-10-\(String(format: "%02d", index % 28 + 1))\"") }
-        if index % 6 == 3 { datas.append("\"birthday\":{\"value\":\"0\(index % 9 + 1)/02/1990\"}") }
+        else if index % 6 == 4 { datas.append("\"birthday\":{\"value\":\"0\(index % 9 + 1)/02/1990\"}") }
         if index % 3 == 2 { datas.append("\"points\":\(index)") }
         if index % 8 == 5 { datas.append("\"vip\":true") }
         var user = ["\"objectId\":\"\(id)\"", "\"ids\":{\(ids.joined(separator: ","))}", "\"datas\":{\(datas.joined(separator: ","))}"]

@@ -65,17 +65,13 @@ final class Emulator: @unchecked Sendable {  // Process is not Sendable; used fr
         baseURL = String(text[range.lowerBound...]).trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
-    deinit {
-        if process.isRunning {
-            process.terminate()
-            process.waitUntilExit()
-        }
-    }
+    deinit { stopProcess(process, signal: SIGTERM) }
 
     @discardableResult
     func admin(_ method: String, _ path: String, _ body: Any? = nil) async throws -> Any {
         var request = URLRequest(url: URL(string: baseURL + path)!)
         request.httpMethod = method
+        request.timeoutInterval = 10
         if let body {
             request.httpBody = try JSONSerialization.data(withJSONObject: body)
             request.setValue("application/json", forHTTPHeaderField: "Content-Type")
@@ -125,7 +121,7 @@ final class Daemon: @unchecked Sendable {  // Process is not Sendable; used from
     init(environment: [String: String], logFile: URL) throws {
         self.environment = environment
         self.logFile = logFile
-        FileManager.default.createFile(atPath: logFile.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: logFile.path, contents: nil)
         try start()
     }
 
@@ -157,18 +153,12 @@ final class Daemon: @unchecked Sendable {  // Process is not Sendable; used from
         throw HarnessError("druid-sync never logged \(text):\n\(log.suffix(3000))")
     }
 
-    func terminate() -> Int32 {
-        guard process.isRunning else { return process.terminationStatus }
-        process.terminate()
-        process.waitUntilExit()
-        return process.terminationStatus
+    /// Sends SIGTERM and waits for the exit; returns the exit status (or -1 if it had to be killed).
+    func terminate(timeout: Duration = .seconds(30)) -> Int32 {
+        stopProcess(process, signal: SIGTERM, timeout: timeout)
     }
 
-    func kill9() {
-        guard process.isRunning else { return }
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
-    }
+    func kill9() { _ = stopProcess(process, signal: SIGKILL) }
 
     deinit { kill9() }
 }
@@ -233,4 +223,21 @@ func eventually(
         try await Task.sleep(for: .milliseconds(200))
     }
     throw HarnessError("timed out waiting: \(message)")
+}
+
+/// Signals a child and waits for it to exit, polling (Foundation's `waitUntilExit` spins a
+/// run loop at full CPU off the main thread). Kills it after `timeout`; returns its exit status,
+/// or -1 when it had to be killed.
+@discardableResult
+func stopProcess(_ process: Process, signal: Int32, timeout: Duration = .seconds(30)) -> Int32 {
+    guard process.isRunning else { return process.terminationStatus }
+    kill(process.processIdentifier, signal)
+    let deadline = ContinuousClock.now + timeout
+    while process.isRunning && ContinuousClock.now < deadline { usleep(20_000) }
+    guard !process.isRunning else {
+        kill(process.processIdentifier, SIGKILL)
+        while process.isRunning { usleep(20_000) }
+        return -1
+    }
+    return process.terminationStatus
 }

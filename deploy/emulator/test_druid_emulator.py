@@ -991,8 +991,15 @@ class RequestLogTest(EmulatorTestCase):
     async def test_raw_bodies(self):
         await self.update(raw=b"plain words", headers={"Content-Type": "text/plain"})
         await self.update(raw=b"{broken", headers={})
+        long_text = "line one\n\nline two ñ\r\n" * 200  # spans many stored pieces
+        await self.update(raw=long_text.encode(), headers={"Content-Type": "text/plain"})
+        big = activity(user_object(datas={"bio": {"objectType": "user_data",
+                                                  "value": "x" * 5000}}))
+        await self.update(big)
         _, log = await self.admin("GET", "/requests?endpoint=update")
-        self.assertEqual([r["body"] for r in log["requests"]], ["plain words", "{broken"])
+        self.assertEqual([r["body"] for r in log["requests"]],
+                         ["plain words", "{broken", long_text, big])
+        self.assertEqual(log["requests"][2]["headers"]["Content-Type"], "text/plain")
 
     async def test_filter_limit_since(self):
         for _ in range(3):
@@ -1072,28 +1079,42 @@ class HousekeepingTest(unittest.TestCase):
         for i in range(2000):
             emu.tokens["t%d" % i] = emulator.Token("c", "S256", "x", now - 1)
         emu.prune()
+        self.assertEqual(len(emu.tokens), 2001, "the cheap pass stops at the first live token")
+        emu.prune(full_sweep_every=0)
         self.assertEqual(list(emu.tokens), ["long"])
 
     def test_challenge_memory_is_bounded(self):
         memory = emulator.ChallengeMemory(retention=600, generation=60)
         base = time.monotonic()
-        memory._gens.clear()
         for minute in range(20):
-            memory._gens.append((base - 1200 + minute * 60, {hash("c%d" % minute)}))
-        self.assertTrue(memory.seen("c0"))
-        memory.prune(now=base)
+            memory.add("c%d" % minute, now=base + minute * 60)
+        self.assertTrue(all(memory.seen("c%d" % m) for m in range(20)))
+        self.assertEqual(len(memory), 20)
+        memory.prune(now=base + 19 * 60 + 30)
+        # Generations that ended more than 600 s ago are gone; the rest are kept.
         self.assertFalse(memory.seen("c0"))
+        self.assertFalse(memory.seen("c8"))
+        self.assertTrue(memory.seen("c9"))
         self.assertTrue(memory.seen("c19"))
-        self.assertTrue(memory.seen("c10"))
-        self.assertLessEqual(len(memory._gens), 11)
+        self.assertLessEqual(memory.generations(), 12)
+        self.assertFalse(memory.seen("never"))
 
-    def test_challenge_generations_rotate(self):
-        memory = emulator.ChallengeMemory(retention=600, generation=0.0)
-        memory.add("a")
-        memory.add("b")
-        self.assertTrue(memory.seen("a") and memory.seen("b"))
-        self.assertGreaterEqual(len(memory._gens), 2)
-        self.assertEqual(len(memory), 2)
+    def test_challenge_generations_freeze_into_arrays(self):
+        memory = emulator.ChallengeMemory(retention=600, generation=60)
+        base = time.monotonic()
+        names = ["k%d" % i for i in range(500)]
+        for name in names:
+            memory.add(name, now=base)
+        memory.add("later", now=base + 61)
+        self.assertEqual(memory.generations(), 2)
+        self.assertTrue(all(memory.seen(name) for name in names))
+        self.assertTrue(memory.seen("later"))
+        self.assertFalse(memory.seen("k500"))
+        self.assertEqual(len(memory), 501)
+        memory.prune(now=base + 200)  # freezes the idle current generation too
+        self.assertEqual(memory.generations(), 3)
+        memory.prune(now=base + 1000)
+        self.assertEqual(len(memory), 0)
 
     def test_seed_file_formats(self):
         emu = emulator.Emulator()

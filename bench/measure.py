@@ -1,0 +1,788 @@
+"""druid-sync's benchmark: drains a burst through druid-sync and through the two
+consumers it is compared with, measured the same way from the outside, in one run.
+
+Modes (see bench/README.md for the method):
+  throughput  N events (default 50,000) through druid-sync, the Python reference
+              consumer and the ack-only consumer, against a constant-answer nginx
+              stand-in for DRUID; prints them side by side with the target ratios.
+  latency     druid-sync at concurrency 256 against the DRUID emulator with 50 ms added
+              to each call, against the ideal concurrency / (2 × 50 ms); then the same
+              against nginx with the same 50 ms (a stand-in whose own cost is ~0).
+  soak        500,000 events through druid-sync against the nginx stand-in, printing
+              its RSS every 50,000 acks.
+
+Run it through bench/run, which builds what it needs first.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from array import array
+from dataclasses import dataclass, field
+
+import pika
+
+import amqp_capture
+import publish
+
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+REPO_DIR = os.path.dirname(BENCH_DIR)
+PYTHON = "/usr/bin/python3"
+CLIENT_ID = "druid-sync-bench"
+CLIENT_SECRET = "bench-secret"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+MIB = 1024 * 1024
+
+TARGETS = {
+    "throughput_vs_reference": 3.0,
+    "throughput_vs_ack_only": 0.4,
+    "cpu_fraction_of_reference": 1 / 5,
+    "peak_rss_mib": 30.0,
+    "latency_fraction_of_ideal": 0.90,
+    "soak_rss_growth": 0.10,
+}
+
+
+# ---------------------------------------------------------------- processes
+
+
+class Processes:
+    """Every process the benchmark starts, so that each is stopped by its own PID."""
+
+    def __init__(self):
+        self.running = []
+
+    def start(self, argv, *, env=None, stdout=None, stderr=None, cwd=None):
+        process = subprocess.Popen(argv, env=env, stdout=stdout, stderr=stderr, cwd=cwd,
+                                   stdin=subprocess.DEVNULL, start_new_session=True)
+        self.running.append(process)
+        return process
+
+    def stop(self, process, sig=signal.SIGTERM, timeout=30.0):
+        """Sends `sig` to the process (by its PID only) and waits; SIGKILL after `timeout`."""
+        if process.poll() is None:
+            try:
+                os.kill(process.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(process.pid, signal.SIGKILL)
+                process.wait()
+        if process in self.running:
+            self.running.remove(process)
+        return process.returncode
+
+    def stop_all(self, keep=None):
+        for process in reversed(list(self.running)):
+            if process is not keep:
+                self.stop(process, timeout=60.0)
+
+
+def cpu_seconds(pid):
+    """User + system CPU time of a process (all its threads), from /proc/<pid>/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def status_kib(pid, key):
+    """A `kB` field of /proc/<pid>/status, e.g. VmHWM (peak RSS) or VmRSS."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def children_of(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port, timeout, process=None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{process.args[0]} exited with status {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f} s")
+
+
+def listening_pid(port):
+    """The PID of the process listening on TCP `port` (by socket inode), or None."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                next(f)
+                for line in f:
+                    fields = line.split()
+                    if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                        inodes.add(fields[9])
+        except OSError:
+            pass
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            for fd in os.listdir(f"/proc/{entry}/fd"):
+                target = os.readlink(f"/proc/{entry}/fd/{fd}")
+                if target.startswith("socket:[") and target[8:-1] in inodes:
+                    return int(entry)
+        except OSError:
+            continue
+    return None
+
+
+# ---------------------------------------------------------------- services
+
+
+class Broker:
+    """RabbitMQ: the one already running at the URL, or one this run starts (and stops)."""
+
+    def __init__(self, url, processes, workdir):
+        self.url = url
+        self.parsed = urllib.parse.urlparse(url)
+        self.port = self.parsed.port or 5672
+        self.processes = processes
+        self.workdir = workdir
+        self.process = None
+
+    def reachable(self):
+        try:
+            pika.BlockingConnection(pika.URLParameters(self.url + self._query("socket_timeout=2"))).close()
+            return True
+        except Exception:  # noqa: BLE001 - any failure means "not there"
+            return False
+
+    def _query(self, extra):
+        return ("&" if "?" in self.url else "?") + extra
+
+    def ensure_running(self):
+        if self.reachable():
+            print(f"RabbitMQ: already running on port {self.port} (left running at the end)")
+            return
+        if shutil.which("rabbitmq-server") is None:
+            raise RuntimeError("RabbitMQ is not running and rabbitmq-server is not installed "
+                               "(apt-get install rabbitmq-server)")
+        env = dict(os.environ)
+        if self.port != 5672:
+            # A private node beside any other: its own name, ports and files.
+            base = os.path.join(self.workdir, "rabbitmq")
+            os.makedirs(base, exist_ok=True)
+            shutil.chown(base, "rabbitmq", "rabbitmq")
+            env.update(RABBITMQ_NODENAME=f"bench{self.port}@localhost", RABBITMQ_NODE_PORT=str(self.port),
+                       RABBITMQ_DIST_PORT=str(self.port + 20000), RABBITMQ_MNESIA_BASE=base,
+                       RABBITMQ_LOG_BASE=base, RABBITMQ_ENABLED_PLUGINS="[]")
+        print(f"RabbitMQ: not running; starting rabbitmq-server on port {self.port}")
+        log = open(os.path.join(self.workdir, "rabbitmq-server.log"), "wb")
+        self.process = self.processes.start(["rabbitmq-server"], env=env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 120
+        while not self.reachable():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("rabbitmq-server did not start; see " + log.name)
+            time.sleep(1)
+        print(f"RabbitMQ: started (pid {self.process.pid})")
+
+    def pid(self):
+        return listening_pid(self.port)
+
+    def stop(self):
+        if self.process is not None:
+            print(f"RabbitMQ: stopping the broker this run started (pid {self.process.pid})")
+            self.processes.stop(self.process, timeout=120)
+            self.process = None
+
+    def channel(self):
+        connection = pika.BlockingConnection(pika.URLParameters(self.url))
+        return connection, connection.channel()
+
+    def delete_topology(self, queue, retry_queues=5):
+        """Deletes the work queue and everything druid-sync declares around it."""
+        connection, channel = self.channel()
+        names = [queue, queue + ".dead-letter"] + [f"{queue}.retry.{i}" for i in range(retry_queues)]
+        for name in names:
+            try:
+                channel.queue_delete(name)
+            except pika.exceptions.ChannelClosedByBroker:
+                channel = connection.channel()
+        for name in (queue + ".retry", queue + ".dead-letter"):
+            try:
+                channel.exchange_delete(name)
+            except pika.exceptions.ChannelClosedByBroker:
+                channel = connection.channel()
+        connection.close()
+
+    def queue_depths(self, queue):
+        """(ready, consumers) of a queue, by a passive declare."""
+        connection, channel = self.channel()
+        try:
+            ok = channel.queue_declare(queue, passive=True).method
+            return ok.message_count, ok.consumer_count
+        finally:
+            connection.close()
+
+
+class Nginx:
+    """The constant-answer DRUID stand-in (bench/nginx/druid-standin.conf)."""
+
+    def __init__(self, processes, workdir, delay_seconds=0.0):
+        self.processes = processes
+        self.prefix = os.path.join(workdir, "nginx-delay" if delay_seconds else "nginx")
+        self.delay = delay_seconds
+        self.port = None
+        self.process = None
+
+    def start(self):
+        if shutil.which("nginx") is None:
+            raise RuntimeError("nginx is not installed (apt-get install nginx-light)")
+        os.makedirs(os.path.join(self.prefix, "tmp"), exist_ok=True)
+        self.port = free_port()
+        with open(os.path.join(BENCH_DIR, "nginx", "druid-standin.conf")) as f:
+            conf = f.read()
+        if self.delay:
+            module = "/usr/lib/nginx/modules/ngx_http_echo_module.so"
+            if not os.path.exists(module):
+                raise RuntimeError("the 50 ms stand-in needs Debian's libnginx-mod-http-echo")
+            conf = (conf.replace("@LOAD_MODULES@", f"load_module {module};")
+                    .replace("@DELAY@", f"echo_sleep {self.delay:.3f};").replace("@ANSWER@", "echo -n"))
+        else:
+            conf = conf.replace("@LOAD_MODULES@", "").replace("@DELAY@", "").replace("@ANSWER@", "return 200")
+        conf = conf.replace("@PORT@", str(self.port))
+        path = os.path.join(self.prefix, "druid-standin.conf")
+        with open(path, "w") as f:
+            f.write(conf)
+        error_log = os.path.join(self.prefix, "error.log")
+        self.process = self.processes.start(
+            ["nginx", "-c", path, "-p", self.prefix + "/", "-e", error_log],
+            stdout=subprocess.DEVNULL, stderr=open(error_log + ".stderr", "wb"))
+        wait_for_port(self.port, 10, self.process)
+        return f"http://127.0.0.1:{self.port}"
+
+    def worker_pids(self):
+        return children_of(self.process.pid)
+
+    def stop(self):
+        if self.process is not None:
+            self.processes.stop(self.process)
+            self.process = None
+
+
+class Emulator:
+    """deploy/emulator/druid_emulator.py, for the latency mode."""
+
+    def __init__(self, processes, workdir):
+        self.processes = processes
+        self.workdir = workdir
+        self.port = None
+        self.process = None
+
+    def start(self, latency_ms, users):
+        self.port = free_port()
+        path = os.path.join(REPO_DIR, "deploy", "emulator", "druid_emulator.py")
+        out = open(os.path.join(self.workdir, "emulator.out"), "wb")
+        # --log-requests 0: the request log (a test aid) is off, as a production-like DRUID
+        # keeps no such thing; everything else keeps its default (one-use tokens, 60 s TTL).
+        self.process = self.processes.start(
+            [PYTHON, path, "--port", str(self.port), "--client", f"{CLIENT_ID}:{CLIENT_SECRET}",
+             "--log-requests", "0", "--quiet"], stdout=out, stderr=subprocess.STDOUT)
+        wait_for_port(self.port, 30, self.process)
+        self.admin("POST", "/admin/config", {"latencyMs": latency_ms})
+        self.admin("POST", "/admin/users/generate", {"prefix": "bench-", "count": users})
+        return f"http://127.0.0.1:{self.port}"
+
+    def admin(self, method, path, body=None):
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=data, method=method,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return json.loads(answer.read())
+
+    def stop(self):
+        if self.process is not None:
+            self.processes.stop(self.process)
+            self.process = None
+
+
+# ---------------------------------------------------------------- consumers
+
+
+@dataclass
+class ConsumerSpec:
+    key: str
+    label: str
+    argv: list
+    env: dict = field(default_factory=dict)
+
+
+@dataclass
+class RunResult:
+    spec: ConsumerSpec
+    messages: int
+    ok: bool = False
+    problem: str = ""
+    rate: float = 0.0
+    cpu_seconds: float = 0.0
+    peak_rss_kib: int = 0
+    publish_to_ack_ms: tuple = (None, None)
+    deliver_to_ack_ms: tuple = (None, None)
+    window_seconds: float = 0.0
+    broker_cpu_seconds: float = None
+    standin_cpu_seconds: float = None
+    rss_samples: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+
+
+def percentile(sorted_values, fraction):
+    if not sorted_values:
+        return None
+    index = min(len(sorted_values) - 1, max(0, int(round(fraction * len(sorted_values) + 0.5)) - 1))
+    return sorted_values[index]
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.processes = Processes()
+        self.workdir = tempfile.mkdtemp(prefix="druid-sync-bench.")
+        self.broker = Broker(args.amqp_url, self.processes, self.workdir)
+        self.queues = set()
+        self.failed = False
+
+    # -- the three consumers
+
+    def daemon_spec(self, standin_url, concurrency):
+        env = {
+            "DRUID_SYNC_AMQP_URL": self.args.amqp_url,
+            "DRUID_SYNC_QUEUE_TYPE": "classic",
+            "DRUID_SYNC_CONCURRENCY": str(concurrency),
+            "DRUID_SYNC_AUTH_URL": standin_url,
+            "DRUID_SYNC_GRAPH_URL": standin_url,
+            "DRUID_SYNC_CLIENT_ID": CLIENT_ID,
+            "DRUID_SYNC_CLIENT_SECRET": CLIENT_SECRET,
+            "DRUID_SYNC_LOG_LEVEL": "warning",
+            "DRUID_SYNC_STATS_INTERVAL": "0",
+        }
+        return ConsumerSpec("druid-sync", "druid-sync", [self.args.binary], env)
+
+    def reference_spec(self, standin_url, concurrency):
+        env = self.daemon_spec(standin_url, concurrency).env
+        return ConsumerSpec("reference", "reference (Python aio-pika+aiohttp)",
+                            [PYTHON, os.path.join(BENCH_DIR, "reference_consumer.py")], dict(env))
+
+    def ack_only_spec(self, concurrency):
+        url = self.broker.parsed
+        vhost = urllib.parse.unquote(url.path[1:]) if len(url.path) > 1 else "/"
+        return ConsumerSpec(
+            "ack-only", "ack-only (rabbitmq-c, C)",
+            [self.args.ack_only_binary, url.hostname or "127.0.0.1", str(url.port or 5672),
+             urllib.parse.unquote(url.username or "guest"), urllib.parse.unquote(url.password or "guest"),
+             vhost, "@QUEUE@", str(concurrency)])
+
+    # -- one measured run
+
+    def run_consumer(self, spec, messages, users, tag, *, capture_deliveries=True, rss_every=0,
+                     standin_pids=lambda: ()):
+        """Publishes `messages` events to a fresh queue, starts the consumer, waits until
+        every message is acked, and measures. The queue and its topology are deleted after."""
+        queue = f"druid-sync-bench.{tag}.{os.getpid()}.{spec.key}"
+        self.queues.add(queue)
+        result = RunResult(spec, messages)
+        times_path = os.path.join(self.workdir, f"{spec.key}.{tag}.published")
+        pcap_path = os.path.join(self.workdir, f"{spec.key}.{tag}.pcap")
+        log_path = os.path.join(self.workdir, f"{spec.key}.{tag}.log")
+        self.broker.delete_topology(queue)
+        print(f"\n[{spec.label}] publishing {messages:,} events to {queue} …", flush=True)
+        rate = publish.publish(self.args.amqp_url, queue, messages, users, times_path,
+                               progress_every=100_000 if messages > 100_000 else 0)
+        print(f"[{spec.label}] published at {rate:,.0f} msg/s; starting the capture and the consumer", flush=True)
+        published = array("q")
+        with open(times_path, "rb") as f:
+            published.frombytes(f.read())
+
+        port = self.broker.port
+        capture_filter = f"tcp port {port}" if capture_deliveries else f"tcp dst port {port}"
+        tcpdump_err = open(pcap_path + ".stderr", "wb")
+        tcpdump = self.processes.start(
+            ["tcpdump", "-i", "lo", "-n", "-s", "0", "-B", "262144", "-U", "-w", pcap_path, capture_filter],
+            stdout=subprocess.DEVNULL, stderr=tcpdump_err)
+        deadline = time.monotonic() + 10
+        while not (os.path.exists(pcap_path) and b"listening" in open(pcap_path + ".stderr", "rb").read()):
+            if tcpdump.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("tcpdump did not start: " + open(pcap_path + ".stderr").read())
+            time.sleep(0.05)
+        time.sleep(0.2)
+
+        broker_pid = self.broker.pid()
+        broker_cpu_start = cpu_seconds(broker_pid) if broker_pid else None
+        standin_pids = list(standin_pids())
+        standin_cpu_start = sum(cpu_seconds(p) for p in standin_pids)
+
+        env = dict(os.environ)
+        env.update(spec.env)
+        env["DRUID_SYNC_QUEUE"] = queue
+        argv = [queue if a == "@QUEUE@" else a for a in spec.argv]
+        log = open(log_path, "wb")
+        consumer = self.processes.start(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+        watcher = amqp_capture.AckWatcher(pcap_path, port)
+        ports = set()
+        started = time.monotonic()
+        last_progress, last_count = started, 0
+        next_rss_mark = rss_every
+        cpu_end = hwm = None
+        try:
+            while True:
+                time.sleep(self.args.poll_interval)
+                if consumer.poll() is not None:
+                    result.problem = f"the consumer exited with status {consumer.returncode}"
+                    break
+                ports |= amqp_capture.consumer_ports(consumer.pid, port)
+                watcher.poll()
+                acked = watcher.acked(ports)
+                now = time.monotonic()
+                while rss_every and acked >= next_rss_mark and next_rss_mark <= messages:
+                    rss = status_kib(consumer.pid, "VmRSS")
+                    result.rss_samples.append((next_rss_mark, acked, rss))
+                    print(f"[{spec.label}] {acked:>9,} acked   RSS {rss / 1024:6.1f} MiB   "
+                          f"peak {status_kib(consumer.pid, 'VmHWM') / 1024:6.1f} MiB   "
+                          f"{now - started:6.1f} s", flush=True)
+                    next_rss_mark += rss_every
+                if acked >= messages:
+                    cpu_end = cpu_seconds(consumer.pid)
+                    hwm = status_kib(consumer.pid, "VmHWM")
+                    break
+                if acked > last_count:
+                    last_progress, last_count = now, acked
+                elif now - last_progress > self.args.stall_timeout:
+                    result.problem = (f"no ack for {self.args.stall_timeout:.0f} s "
+                                      f"({acked:,} of {messages:,} acked)")
+                    break
+        finally:
+            if cpu_end is None and consumer.poll() is None:
+                cpu_end = cpu_seconds(consumer.pid)
+                hwm = status_kib(consumer.pid, "VmHWM")
+            if broker_pid:
+                try:
+                    result.broker_cpu_seconds = cpu_seconds(broker_pid) - broker_cpu_start
+                except OSError:
+                    pass
+            if standin_pids:
+                result.standin_cpu_seconds = sum(cpu_seconds(p) for p in standin_pids) - standin_cpu_start
+            self.processes.stop(consumer)
+            time.sleep(0.3)  # let the last packets reach the capture file
+            self.processes.stop(tcpdump, sig=signal.SIGINT)
+            tcpdump_err.close()
+            log.close()
+
+        result.cpu_seconds = cpu_end or 0.0
+        result.peak_rss_kib = hwm or 0
+        dropped = [line for line in open(pcap_path + ".stderr", errors="replace") if "dropped by kernel" in line]
+        if dropped and not dropped[0].startswith("0 "):
+            result.notes.append("tcpdump: " + dropped[0].strip())
+
+        ready, consumers = self.broker.queue_depths(queue)
+        if ready:
+            result.notes.append(f"{ready:,} messages still in the queue after the consumer stopped")
+        print(f"[{spec.label}] analysing the capture …", flush=True)
+        self.analyse(result, pcap_path, ports, published, capture_deliveries)
+        if not result.problem and ready == 0:
+            result.ok = True
+        else:
+            self.failed = True
+        if result.problem:
+            print(f"[{spec.label}] PROBLEM: {result.problem}; last lines of {log_path}:")
+            print("".join(open(log_path, errors="replace").readlines()[-15:]))
+        self.broker.delete_topology(queue)
+        self.queues.discard(queue)
+        if not self.args.keep_captures:
+            os.unlink(pcap_path)
+        return result
+
+    def analyse(self, result, pcap_path, ports, published, capture_deliveries):
+        connections = amqp_capture.analyse(pcap_path, ports, self.broker.port)
+        if connections.broken_flows:
+            result.notes.append(f"{connections.broken_flows} TCP flow(s) with bytes missing from the capture")
+        if connections.nacks or connections.rejects:
+            result.notes.append(f"{connections.nacks} nacks and {connections.rejects} rejects")
+        acked = connections.acked
+        if len(acked) < result.messages and not result.problem:
+            result.problem = f"only {len(acked):,} of {result.messages:,} acks seen"
+        if not acked:
+            return
+        ack_times = sorted(acked.values())
+        last_ack = ack_times[-1]
+        if capture_deliveries and connections.delivered:
+            first = min(connections.delivered.values())
+        else:
+            first = ack_times[0]
+            result.notes.append("throughput window: first ack to last ack (deliveries not captured)")
+        result.window_seconds = (last_ack - first) / 1e6
+        if result.window_seconds > 0:
+            result.rate = len(acked) / result.window_seconds
+        if not capture_deliveries:
+            return
+        publish_to_ack, deliver_to_ack = [], []
+        unknown = 0
+        for key, ack_us in acked.items():
+            seq = connections.tag_to_seq.get(key)
+            delivered_us = connections.delivered.get(key)
+            if seq is None or delivered_us is None or not 0 <= seq < len(published):
+                unknown += 1
+                continue
+            publish_to_ack.append(ack_us / 1e3 - published[seq] / 1e6)
+            deliver_to_ack.append((ack_us - delivered_us) / 1e3)
+        if unknown:
+            result.notes.append(f"{unknown:,} acks not matched to a captured delivery")
+        publish_to_ack.sort()
+        deliver_to_ack.sort()
+        result.publish_to_ack_ms = (percentile(publish_to_ack, 0.50), percentile(publish_to_ack, 0.99))
+        result.deliver_to_ack_ms = (percentile(deliver_to_ack, 0.50), percentile(deliver_to_ack, 0.99))
+
+    # -- modes
+
+    def throughput(self):
+        n, c = self.args.messages or 50_000, self.args.concurrency or 64
+        nginx = Nginx(self.processes, self.workdir)
+        url = nginx.start()
+        print(f"DRUID stand-in: nginx (constant answers) on {url}, pid {nginx.process.pid}")
+        specs = {"druid-sync": self.daemon_spec(url, c), "reference": self.reference_spec(url, c),
+                 "ack-only": self.ack_only_spec(c)}
+        results = {}
+        for key in self.args.consumers:
+            results[key] = self.run_consumer(specs[key], n, n, "throughput", standin_pids=nginx.worker_pids)
+        nginx.stop()
+        self.print_header("throughput", n, c, "nginx, constant answers")
+        print_table([results[k] for k in self.args.consumers])
+        verdicts = []
+        d, r, a = results.get("druid-sync"), results.get("reference"), results.get("ack-only")
+        if d and r and d.ok and r.ok:
+            ratio = d.rate / r.rate
+            verdicts.append(("throughput ≥ 3 × the reference", f"{ratio:.2f} ×",
+                             ratio >= TARGETS["throughput_vs_reference"]))
+            cpu_d, cpu_r = d.cpu_seconds / d.messages, r.cpu_seconds / r.messages
+            fraction = cpu_d / cpu_r
+            verdicts.append(("CPU per message ≤ 1/5 of the reference's", f"{fraction:.3f} (1/{1 / fraction:.1f})",
+                             fraction <= TARGETS["cpu_fraction_of_reference"]))
+        if d and a and d.ok and a.ok:
+            ratio = d.rate / a.rate
+            verdicts.append(("throughput ≥ 0.4 × the ack-only limit", f"{ratio:.2f} ×",
+                             ratio >= TARGETS["throughput_vs_ack_only"]))
+        if d and d.ok:
+            verdicts.append((f"peak RSS ≤ 30 MiB at concurrency {c}", f"{d.peak_rss_kib / 1024:.1f} MiB",
+                             d.peak_rss_kib / 1024 <= TARGETS["peak_rss_mib"] if c == 64 else None))
+        print_verdicts(verdicts)
+        return verdicts
+
+    def latency(self):
+        n, c = self.args.messages or 30_000, self.args.concurrency or 256
+        delay = 0.050
+        ideal = c / (2 * delay)
+        users = min(n, 10_000)
+        rows, verdicts = [], []
+        emulator = Emulator(self.processes, self.workdir)
+        url = emulator.start(latency_ms=int(delay * 1000), users=users)
+        print(f"DRUID stand-in: the emulator with {delay * 1000:.0f} ms per call on {url}, "
+              f"pid {emulator.process.pid}, {users:,} users")
+        result = self.run_consumer(self.daemon_spec(url, c), n, users, "latency-emulator",
+                                   standin_pids=lambda: [emulator.process.pid])
+        result.spec = ConsumerSpec("druid-sync", "druid-sync → emulator +50 ms", [])
+        stats = emulator.admin("GET", "/admin/stats")
+        result.notes.append(f"emulator: token {stats.get('token')}, update {stats.get('update')}, "
+                            f"applied {stats.get('applied'):,}")
+        emulator.stop()
+        rows.append(result)
+        if result.ok:
+            verdicts.append((f"latency mode (emulator) ≥ 90 % of ideal {ideal:,.0f} msg/s",
+                             f"{result.rate / ideal * 100:.1f} %", result.rate / ideal >= TARGETS["latency_fraction_of_ideal"]))
+
+        if not self.args.emulator_only:
+            nginx = Nginx(self.processes, self.workdir, delay_seconds=delay)
+            url = nginx.start()
+            print(f"\nDRUID stand-in: nginx with {delay * 1000:.0f} ms per call on {url}, pid {nginx.process.pid}")
+            result = self.run_consumer(self.daemon_spec(url, c), n, users, "latency-nginx",
+                                       standin_pids=nginx.worker_pids)
+            result.spec = ConsumerSpec("druid-sync", "druid-sync → nginx +50 ms", [])
+            nginx.stop()
+            rows.append(result)
+            if result.ok:
+                verdicts.append((f"  same, nginx stand-in (diagnostic, no target)",
+                                 f"{result.rate / ideal * 100:.1f} %", None))
+        self.print_header("latency", n, c, f"{delay * 1000:.0f} ms added to each call; "
+                          f"ideal = {c} / (2 × {delay * 1000:.0f} ms) = {ideal:,.0f} msg/s")
+        print_table(rows, stand_in_column=True)
+        print_verdicts(verdicts)
+        return verdicts
+
+    def soak(self):
+        n, c = self.args.messages or 500_000, self.args.concurrency or 64
+        every = self.args.rss_every or max(1, n // 10)
+        nginx = Nginx(self.processes, self.workdir)
+        url = nginx.start()
+        print(f"DRUID stand-in: nginx (constant answers) on {url}, pid {nginx.process.pid}")
+        result = self.run_consumer(self.daemon_spec(url, c), n, n, "soak", capture_deliveries=False,
+                                   rss_every=every, standin_pids=nginx.worker_pids)
+        nginx.stop()
+        self.print_header("soak", n, c, "nginx, constant answers; RSS sampled as acks cross each mark")
+        print(f"{'acked':>10}  {'RSS MiB':>8}")
+        for mark, acked, rss in result.rss_samples:
+            print(f"{acked:>10,}  {rss / 1024:8.1f}")
+        print()
+        print_table([result])
+        verdicts = []
+        if result.ok and len(result.rss_samples) >= 2:
+            first, last = result.rss_samples[0][2], result.rss_samples[-1][2]
+            growth = (last - first) / first
+            verdicts.append((f"RSS after {result.rss_samples[-1][1]:,} within 10 % of RSS after "
+                             f"{result.rss_samples[0][1]:,}", f"{first / 1024:.1f} → {last / 1024:.1f} MiB "
+                             f"({growth * 100:+.1f} %)", abs(growth) <= TARGETS["soak_rss_growth"]))
+        print_verdicts(verdicts)
+        return verdicts
+
+    def print_header(self, mode, n, c, standin):
+        load = open("/proc/loadavg").read().split()[:3]
+        print()
+        print("=" * 100)
+        print(f"druid-sync benchmark, {mode} mode: {n:,} messages, concurrency/prefetch {c}, classic queue; "
+              f"DRUID: {standin}")
+        print(f"machine: {machine_summary()}; load average now {' '.join(load)}")
+        print("=" * 100)
+
+
+def machine_summary():
+    model = "unknown CPU"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    memory = ""
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                memory = f", {int(line.split()[1]) / MIB:.0f} GiB RAM"
+    return f"{os.cpu_count()} × {model} (nproc {len(os.sched_getaffinity(0))}){memory}"
+
+
+def fmt_pair(pair, digits=1):
+    if pair[0] is None:
+        return "n/a"
+    return f"{pair[0]:,.{digits}f} / {pair[1]:,.{digits}f}"
+
+
+def print_table(results, stand_in_column=False):
+    header = (f"{'consumer':<36} {'msgs/s':>9}  {'CPU s/1k msgs':>13}  {'peak RSS MiB':>12}  "
+              f"{'publish→ack p50/p99 ms':>24}  {'deliver→ack p50/p99 ms':>24}")
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        if not r.ok and not r.rate:
+            print(f"{r.spec.label:<36} FAILED: {r.problem}")
+            continue
+        print(f"{r.spec.label:<36} {r.rate:>9,.0f}  {r.cpu_seconds / r.messages * 1000:>13.3f}  "
+              f"{r.peak_rss_kib / 1024:>12.1f}  {fmt_pair(r.publish_to_ack_ms, 0):>24}  "
+              f"{fmt_pair(r.deliver_to_ack_ms, 2):>24}")
+    print()
+    for r in results:
+        extra = [f"window {r.window_seconds:.2f} s", f"CPU {r.cpu_seconds:.2f} s"]
+        if r.broker_cpu_seconds is not None:
+            extra.append(f"broker CPU {r.broker_cpu_seconds / r.messages * 1000:.3f} s/1k")
+        if r.standin_cpu_seconds is not None:
+            extra.append(f"stand-in CPU {r.standin_cpu_seconds / r.messages * 1000:.3f} s/1k")
+        line = f"  {r.spec.label}: " + ", ".join(extra)
+        if r.problem:
+            line += f"; PROBLEM: {r.problem}"
+        print(line)
+        for note in r.notes:
+            print(f"    note: {note}")
+
+
+def print_verdicts(verdicts):
+    if not verdicts:
+        return
+    print()
+    print("targets (ratios from this run)")
+    for name, value, passed in verdicts:
+        verdict = "    " if passed is None else ("PASS" if passed else "FAIL")
+        print(f"  {verdict}  {name:<58} {value}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description="druid-sync's benchmark (run it through bench/run)")
+    parser.add_argument("mode", nargs="?", default="throughput", choices=["throughput", "latency", "soak"])
+    parser.add_argument("--messages", type=int, help="events per consumer (50,000 / 30,000 / 500,000 by mode)")
+    parser.add_argument("--concurrency", type=int, help="druid-sync's DRUID_SYNC_CONCURRENCY and every "
+                        "consumer's prefetch (64, or 256 in latency mode)")
+    parser.add_argument("--consumers", default="druid-sync,reference,ack-only",
+                        help="throughput mode: which consumers to run, comma-separated")
+    parser.add_argument("--amqp-url", default=os.environ.get("DRUID_SYNC_AMQP_URL",
+                                                            "amqp://guest:guest@127.0.0.1:5672/%2F"))
+    parser.add_argument("--binary", default=os.path.join(REPO_DIR, ".build", "release", "druid-sync"))
+    parser.add_argument("--ack-only-binary", required=True)
+    parser.add_argument("--rss-every", type=int, help="soak mode: RSS sample period in acks (N / 10)")
+    parser.add_argument("--emulator-only", action="store_true", help="latency mode: skip the nginx variant")
+    parser.add_argument("--keep-captures", action="store_true", help="keep the pcap files in the work folder")
+    parser.add_argument("--poll-interval", type=float, default=0.25)
+    parser.add_argument("--stall-timeout", type=float, default=60.0)
+    args = parser.parse_args()
+    args.consumers = [c.strip() for c in args.consumers.split(",") if c.strip()]
+    for c in args.consumers:
+        if c not in ("druid-sync", "reference", "ack-only"):
+            parser.error(f"unknown consumer {c}")
+    if os.geteuid() != 0:
+        parser.error("tcpdump needs root (or CAP_NET_RAW) to capture on lo")
+
+    bench = Bench(args)
+    interrupted = False
+
+    def on_signal(number, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        bench.broker.ensure_running()
+        print(f"work folder: {bench.workdir}")
+        getattr(bench, args.mode)()
+    except KeyboardInterrupt:
+        interrupted = True
+        print("\ninterrupted: stopping what the benchmark started", file=sys.stderr)
+    finally:
+        bench.processes.stop_all(keep=bench.broker.process)
+        for queue in bench.queues:
+            try:
+                bench.broker.delete_topology(queue)
+            except Exception as error:  # noqa: BLE001 - best effort while stopping
+                print(f"could not delete the queue {queue}: {error}", file=sys.stderr)
+        bench.broker.stop()
+        if args.keep_captures or interrupted or bench.failed:
+            print(f"logs and files kept in {bench.workdir}")
+        else:
+            shutil.rmtree(bench.workdir, ignore_errors=True)
+    return 130 if interrupted else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
