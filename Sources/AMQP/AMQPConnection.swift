@@ -1,6 +1,7 @@
 internal import CRabbitMQ
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Something the broker sent that is not the answer to a call we made.
@@ -64,7 +65,7 @@ public final class AMQPConnection {
             }
             if let cert = tls.certificateFile, let key = tls.keyFile {
                 if amqp_ssl_socket_set_key(socket, cert, key) != AMQP_STATUS_OK.rawValue {
-                        throw AMQPError(
+                    throw AMQPError(
                         code: .tlsFailed, context: where_,
                         detail: "cannot load the client certificate \(cert) with its key file")
                 }
@@ -165,7 +166,9 @@ public final class AMQPConnection {
     // MARK: Declarations
 
     /// Declares an exchange. Wraps `amqp_exchange_declare`.
-    public func declareExchange(name: String, type: String, durable: Bool = true, arguments: AMQPTable = [:])
+    public func declareExchange(
+        name: String, type: String, durable: Bool = true, arguments: AMQPTable = [:]
+    )
         throws(AMQPError)
     {
         let arena = CArena()
@@ -178,7 +181,9 @@ public final class AMQPConnection {
     /// Declares a queue, or checks it exists when `passive`. Returns its message and consumer counts.
     /// Wraps `amqp_queue_declare`.
     @discardableResult
-    public func declareQueue(name: String, durable: Bool = true, passive: Bool = false, arguments: AMQPTable = [:])
+    public func declareQueue(
+        name: String, durable: Bool = true, passive: Bool = false, arguments: AMQPTable = [:]
+    )
         throws(AMQPError) -> (messageCount: UInt32, consumerCount: UInt32)
     {
         let arena = CArena()
@@ -399,7 +404,9 @@ public final class AMQPConnection {
     }
 
     /// Turns a failed RPC reply into an error, answering the broker's close so it is clean.
-    private static func replyError(_ reply: amqp_rpc_reply_t, state: amqp_connection_state_t, context: String)
+    private static func replyError(
+        _ reply: amqp_rpc_reply_t, state: amqp_connection_state_t, context: String
+    )
         -> AMQPError
     {
         switch reply.reply_type {

@@ -1,6 +1,7 @@
 internal import CRabbitMQ
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// C memory for the tables and strings of one library call; freed when the arena dies.

@@ -55,7 +55,9 @@ public final class ConfirmingPublisher: Sendable {
     }
 
     /// Publishes with `mandatory` set and waits for the broker's confirm.
-    public func publish(exchange: String, routingKey: String, properties: MessageProperties, body: [UInt8])
+    public func publish(
+        exchange: String, routingKey: String, properties: MessageProperties, body: [UInt8]
+    )
         async throws(AMQPError)
     {
         let result: Result<Void, AMQPError> = await withCheckedContinuation { waiter in

@@ -1,6 +1,7 @@
 internal import CRabbitMQ
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// An eventfd that lets other threads interrupt an I/O thread blocked in `poll`.
@@ -34,7 +35,8 @@ final class Wakeup: Sendable {
             pollfd(fd: socket, events: Int16(POLLIN), revents: 0),
         ]
         let count = socket >= 0 ? 2 : 1
-        let milliseconds = Int32(clamping: timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+        let milliseconds = Int32(
+            clamping: timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
         let ready = poll(&fds, nfds_t(count), milliseconds)
         if ready > 0 && fds[0].revents != 0 { drain() }
         return count == 2 && ready > 0 && fds[1].revents != 0

@@ -30,7 +30,9 @@ public enum CommandLineInterface {
         }
         switch command {
         case "run":
-            guard arguments.isEmpty else { return usageError("run takes no arguments: \(arguments.joined(separator: " "))") }
+            guard arguments.isEmpty else {
+                return usageError("run takes no arguments: \(arguments.joined(separator: " "))")
+            }
             return await runService(environment: environment)
         case "translate":
             return translate(arguments: arguments, environment: environment)

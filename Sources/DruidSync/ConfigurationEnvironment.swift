@@ -152,7 +152,9 @@ private struct EnvironmentReader {
         }
     }
 
-    func choice<Choice: RawRepresentable & CaseIterable>(_ name: String, default defaultValue: Choice)
+    func choice<Choice: RawRepresentable & CaseIterable>(
+        _ name: String, default defaultValue: Choice
+    )
         throws(ConfigurationError) -> Choice where Choice.RawValue == String
     {
         try choice(name, default: defaultValue, among: Array(Choice.allCases), named: \.rawValue)
@@ -262,7 +264,9 @@ private struct EnvironmentReader {
 
     /// One or more comma-separated AMQP URLs. Errors quote the faulty URL with its user
     /// information replaced by `***`.
-    func amqpEndpoints(_ name: String, default defaultValue: [Configuration.AMQPEndpoint]) throws(ConfigurationError)
+    func amqpEndpoints(
+        _ name: String, default defaultValue: [Configuration.AMQPEndpoint]
+    ) throws(ConfigurationError)
         -> [Configuration.AMQPEndpoint]
     {
         guard let text = value(name) else { return defaultValue }
@@ -288,7 +292,9 @@ private struct EnvironmentReader {
 
     /// The client secret and where it came from, or nil for the emulator's default.
     /// Order: the variable, the file it names, the systemd credential. Never quotes a value.
-    func clientSecret(readFile: (String) throws -> String) throws(ConfigurationError) -> (
+    func clientSecret(
+        readFile: (String) throws -> String
+    ) throws(ConfigurationError) -> (
         Secret, Configuration.SecretSource
     )? {
         if let secret = environment["DRUID_SYNC_CLIENT_SECRET"], !secret.isEmpty {

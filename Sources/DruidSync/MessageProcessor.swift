@@ -10,7 +10,8 @@ public protocol DruidUpdating: Sendable {
 /// Publishes a copy of a message and returns once the broker confirmed it.
 /// `ConfirmingPublisher` is the real one; tests use fakes.
 public protocol ConfirmedPublishing: Sendable {
-    func publish(exchange: String, routingKey: String, properties: MessageProperties, body: [UInt8])
+    func publish(
+        exchange: String, routingKey: String, properties: MessageProperties, body: [UInt8])
         async throws(AMQPError)
 }
 
@@ -151,7 +152,9 @@ public struct MessageProcessor<Druid: DruidUpdating, Publisher: ConfirmedPublish
             credentialsRefused: false)
     }
 
-    private func publishCopy(exchange: String, routingKey: String, properties: MessageProperties, body: [UInt8])
+    private func publishCopy(
+        exchange: String, routingKey: String, properties: MessageProperties, body: [UInt8]
+    )
         async -> Settlement
     {
         var properties = properties

@@ -35,7 +35,8 @@ public final class SyncService: Sendable {
         http = try HTTPClient(
             configuration: HTTPClientConfiguration(
                 maximumIdleConnections: max(64, configuration.concurrency * 2 + 4),
-                certificateAuthorityFile: configuration.druid.caFile, userAgent: "druid-sync/\(CommandLineInterface.version)"))
+                certificateAuthorityFile: configuration.druid.caFile,
+                userAgent: "druid-sync/\(CommandLineInterface.version)"))
         let druid = DruidClient(
             configuration: DruidClientConfiguration(
                 authURL: configuration.druid.authURL, graphURL: configuration.druid.graphURL,
@@ -64,7 +65,8 @@ public final class SyncService: Sendable {
         let pipeline = EventPipeline(configuration: configuration)
         processor = MessageProcessor(
             decoder: pipeline.decoder, translator: pipeline.translator, policy: configuration.retryPolicy,
-            topology: topology, druid: druid, publisher: publisher, now: { UTCTimestamp(secondsSince1970: Date().timeIntervalSince1970) })
+            topology: topology, druid: druid, publisher: publisher,
+            now: { UTCTimestamp(secondsSince1970: Date().timeIntervalSince1970) })
     }
 
     /// Runs until stopped by a signal; returns the process exit status.
@@ -95,15 +97,20 @@ public final class SyncService: Sendable {
                     group.addTask { await self.handle(delivery) }
                 case .consuming(let endpoint, let server):
                     logger.notice(
-                        "consuming", [("endpoint", .string(endpoint)), ("broker", .string(server)),
-                        ("queue", .string(configuration.topology.workQueue)),
-                        ("prefetch", .integer(configuration.concurrency))])
+                        "consuming",
+                        [
+                            ("endpoint", .string(endpoint)), ("broker", .string(server)),
+                            ("queue", .string(configuration.topology.workQueue)),
+                            ("prefetch", .integer(configuration.concurrency)),
+                        ])
                     notifier.ready(status: "consuming from \(configuration.topology.workQueue)")
                 case .connectFailed(let error, let endpoint, let retryIn):
                     logger.error(
                         "cannot connect to the broker",
-                        [("endpoint", .string(endpoint)), ("error", .string("\(error)")),
-                        ("retry_in_ms", .integer(Int(retryIn / .milliseconds(1))))])
+                        [
+                            ("endpoint", .string(endpoint)), ("error", .string("\(error)")),
+                            ("retry_in_ms", .integer(Int(retryIn / .milliseconds(1)))),
+                        ])
                 case .connectionLost(let error):
                     logger.error(
                         "connection to the broker lost; unsettled messages will be redelivered",
@@ -123,8 +130,10 @@ public final class SyncService: Sendable {
         }
         logger.notice(
             "druid-sync stopped",
-            [("received", .integer(statistics.received.load(ordering: .relaxed))),
-            ("acked", .integer(statistics.acked.load(ordering: .relaxed)))])
+            [
+                ("received", .integer(statistics.received.load(ordering: .relaxed))),
+                ("acked", .integer(statistics.acked.load(ordering: .relaxed))),
+            ])
         return 0
     }
 
@@ -182,8 +191,10 @@ public final class SyncService: Sendable {
             case .connectFailed(let error, let endpoint, let retryIn):
                 logger.error(
                     "cannot open the publishing connection",
-                    [("endpoint", .string(endpoint)), ("error", .string("\(error)")),
-                    ("retry_in_ms", .integer(Int(retryIn / .milliseconds(1))))])
+                    [
+                        ("endpoint", .string(endpoint)), ("error", .string("\(error)")),
+                        ("retry_in_ms", .integer(Int(retryIn / .milliseconds(1)))),
+                    ])
             case .connectionLost(let error):
                 logger.error("publishing connection lost", [("error", .string("\(error)"))])
             case .blocked(let reason):
@@ -235,8 +246,11 @@ public final class SyncService: Sendable {
         let grace = configuration.shutdownGrace
         logger.notice(
             "stopping: no new deliveries; finishing those in flight",
-            [("signal", .integer(Int(signal))), ("in_flight", .integer(statistics.inFlight.load(ordering: .relaxed))),
-            ("grace_ms", .integer(Int(grace / .milliseconds(1))))])
+            [
+                ("signal", .integer(Int(signal))),
+                ("in_flight", .integer(statistics.inFlight.load(ordering: .relaxed))),
+                ("grace_ms", .integer(Int(grace / .milliseconds(1)))),
+            ])
         notifier.stopping(status: "stopping")
         consumer.stopConsuming()
         let deadline = ContinuousClock.now + grace

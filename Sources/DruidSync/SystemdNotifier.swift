@@ -1,6 +1,7 @@
 internal import CSystemd
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Tells systemd how the service is doing (`Type=notify`), through `sd_notify`.

@@ -50,7 +50,9 @@ public struct EventDecoder: Sendable {
 
     /// Decodes and checks one message whose body is only borrowed for the call (for example
     /// rabbitmq-c's frame buffer): nothing of `body` is kept after the call returns.
-    public func decode(body: UnsafeRawBufferPointer, contentType: String?, messageId: String?) -> Result<
+    public func decode(
+        body: UnsafeRawBufferPointer, contentType: String?, messageId: String?
+    ) -> Result<
         UserUpdateEvent, InvalidEvent
     > {
         let messageId = messageId.flatMap { $0.isEmpty ? nil : $0 }
@@ -101,7 +103,9 @@ public struct EventDecoder: Sendable {
         }
     }
 
-    private func fallbackId(bodyEventId: String?, messageId: String?, body: UnsafeRawBufferPointer) -> (
+    private func fallbackId(
+        bodyEventId: String?, messageId: String?, body: UnsafeRawBufferPointer
+    ) -> (
         String, EventIdOrigin
     ) {
         if let bodyEventId { return (bodyEventId, .body) }

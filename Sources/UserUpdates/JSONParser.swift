@@ -45,7 +45,9 @@ public enum JSONParser {
 
     /// Parses `bytes` as one JSON text.
     /// - Throws: `JSONParseError` naming the first problem and its byte offset.
-    public static func parse(_ bytes: [UInt8], maximumDepth: Int = defaultMaximumDepth) throws(JSONParseError)
+    public static func parse(
+        _ bytes: [UInt8], maximumDepth: Int = defaultMaximumDepth
+    ) throws(JSONParseError)
         -> JSONValue
     {
         let result: Result<JSONValue, JSONParseError> = bytes.withUnsafeBytes { buffer in
@@ -56,7 +58,9 @@ public enum JSONParser {
 
     /// Parses the bytes of `buffer` as one JSON text; the buffer is only read during the call.
     /// - Throws: `JSONParseError` naming the first problem and its byte offset.
-    public static func parse(_ buffer: UnsafeRawBufferPointer, maximumDepth: Int = defaultMaximumDepth)
+    public static func parse(
+        _ buffer: UnsafeRawBufferPointer, maximumDepth: Int = defaultMaximumDepth
+    )
         throws(JSONParseError) -> JSONValue
     {
         try parseResult(buffer, maximumDepth: maximumDepth).get()

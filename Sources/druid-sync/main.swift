@@ -2,7 +2,7 @@ import DruidSync
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 // A tiny entry point: everything else lives in DruidSync so tests run the same code.

@@ -6,7 +6,8 @@ import Testing
 /// which the test command starts. They fail, not skip, when it is missing.
 @Suite("AMQP against a real RabbitMQ", .serialized)
 struct AMQPBrokerTests {
-    static let endpoint = AMQPEndpoint(host: "127.0.0.1", port: 5672, user: "guest", password: "guest", virtualHost: "/")
+    static let endpoint = AMQPEndpoint(
+        host: "127.0.0.1", port: 5672, user: "guest", password: "guest", virtualHost: "/")
 
     func connect() throws -> AMQPConnection {
         try AMQPConnection(endpoint: Self.endpoint, options: AMQPConnectionOptions())
@@ -20,13 +21,17 @@ struct AMQPBrokerTests {
         try connection.declareQueue(name: queue, durable: false, arguments: ["x-expires": .int32(60_000)])
         try connection.enableConfirms()
         var properties = MessageProperties(contentType: "application/json", deliveryMode: 2, messageId: "m-1")
-        properties.headers = ["druid-sync-attempt": .int32(3), "text": .string("héllo"), "nested": .table(["a": .bool(true)])]
+        properties.headers = [
+            "druid-sync-attempt": .int32(3), "text": .string("héllo"), "nested": .table(["a": .bool(true)]),
+        ]
         let body = Array("{\"x\":1}".utf8)
         let sequence = try connection.publish(exchange: "", routingKey: queue, body: body, properties: properties)
         #expect(sequence == 1)
         var confirmed = false
         for _ in 0..<50 where !confirmed {
-            if case .confirmed(let seq, _) = try connection.nextSignal(timeout: .milliseconds(100)) { confirmed = seq == 1 }
+            if case .confirmed(let seq, _) = try connection.nextSignal(timeout: .milliseconds(100)) {
+                confirmed = seq == 1
+            }
         }
         #expect(confirmed)
         let message = try #require(try connection.get(queue: queue))

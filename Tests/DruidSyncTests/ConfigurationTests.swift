@@ -15,7 +15,9 @@ func files(_ contents: [String: String]) -> (String) throws -> String {
     }
 }
 
-func configuration(_ environment: [String: String], files contents: [String: String] = [:]) throws(ConfigurationError)
+func configuration(
+    _ environment: [String: String], files contents: [String: String] = [:]
+) throws(ConfigurationError)
     -> Configuration
 {
     try Configuration.fromEnvironment(environment, readFile: files(contents))

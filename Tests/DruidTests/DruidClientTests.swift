@@ -185,7 +185,9 @@ struct DruidClientTests {
             (200, "<html>captive portal</html>", [], "unavailable 200"),
             (302, "", [], "unavailable 302"),
         ] as [(Int, String, [(name: String, value: String)], String)])
-    func tokenAnswers(_ status: Int, _ body: String, _ headers: [(name: String, value: String)], _ expected: String)
+    func tokenAnswers(
+        _ status: Int, _ body: String, _ headers: [(name: String, value: String)], _ expected: String
+    )
         async
     {
         let transport = FakeDruidTransport(token: { _ in
@@ -231,7 +233,9 @@ struct DruidClientTests {
             (504, "", [("retry-after", "garbage")], "unavailable 504"),
             (301, "", [], "unavailable 301"),
         ] as [(Int, String, [(name: String, value: String)], String)])
-    func updateAnswers(_ status: Int, _ body: String, _ headers: [(name: String, value: String)], _ expected: String)
+    func updateAnswers(
+        _ status: Int, _ body: String, _ headers: [(name: String, value: String)], _ expected: String
+    )
         async
     {
         let transport = FakeDruidTransport(update: { _ in

@@ -21,7 +21,9 @@ final class EndToEndTests {
         broker.deleteTopology(queue: queue)
     }
 
-    func startDaemon(emulator: Emulator, extra: [String: String] = [:], waitUntilConsuming: Bool = true)
+    func startDaemon(
+        emulator: Emulator, extra: [String: String] = [:], waitUntilConsuming: Bool = true
+    )
         async throws -> Daemon
     {
         var environment = [
@@ -105,23 +107,35 @@ final class EndToEndTests {
             (Array("not json".utf8), "application/json", "invalid-event: "),
             ([0x7B, 0x22, 0xFF, 0x22, 0x3A, 0x31, 0x7D], "application/json", "invalid-event: "),
             (Array("[1,2]".utf8), "application/json", "invalid-event: "),
-            (Array(("{\"pad\":\"" + String(repeating: "x", count: 3000) + "\"}").utf8), "application/json",
-                "invalid-event: "),
+            (
+                Array(("{\"pad\":\"" + String(repeating: "x", count: 3000) + "\"}").utf8), "application/json",
+                "invalid-event: "
+            ),
             (Array("{\"user\":{\(user),\"ids\":{\"email\":\"a@b.es\"}}}".utf8), "text/plain", "invalid-event: "),
             (Array("{\"user\":{\"ids\":{\"email\":\"a@b.es\"}}}".utf8), nil, "user.objectId"),
             (Array("{\"user\":{\(user),\"ids\":{}}}".utf8), nil, "user.ids"),
             (Array("{\"user\":{\(user),\"ids\":{\"email\":\"not-an-email\"}}}".utf8), nil, "user.ids.email"),
             (Array("{\"user\":{\(user),\"ids\":{\"phone_number\":\"600111222\"}}}".utf8), nil, "user.ids.phone_number"),
-            (Array("{\"user\":{\(user),\"ids\":{\"email\":\"a@b.es\"},\"datas\":{\"birthday\":\"1974-02-30\"}}}".utf8),
-                nil, "user.datas.birthday"),
+            (
+                Array(
+                    "{\"user\":{\(user),\"ids\":{\"email\":\"a@b.es\"},\"datas\":{\"birthday\":\"1974-02-30\"}}}".utf8),
+                nil, "user.datas.birthday"
+            ),
             (Array("{\"user\":{\(user),\"ids\":{\"email\":\"a@b.es\"}},\"source\":\"fax\"}".utf8), nil, "source"),
             (Array("{\"user\":{\(user),\"ids\":{\"email\":\"a@b.es\"},\"password\":42}}".utf8), nil, "user.password"),
-            (Array("{\"user\":{\(user),\"ids\":{\"email\":\"a@b.es\"},\"assertions\":{\"terms\":\"yes\"}}}".utf8), nil,
-                "user.assertions"),
-            (Array("{\"user\":{\(user),\"ids\":{\"email\":\"a@b.es\"},\"nickname\":\"x\"}}".utf8), nil, "user.nickname"),
+            (
+                Array("{\"user\":{\(user),\"ids\":{\"email\":\"a@b.es\"},\"assertions\":{\"terms\":\"yes\"}}}".utf8),
+                nil,
+                "user.assertions"
+            ),
+            (
+                Array("{\"user\":{\(user),\"ids\":{\"email\":\"a@b.es\"},\"nickname\":\"x\"}}".utf8), nil,
+                "user.nickname"
+            ),
         ]
         for (index, item) in cases.enumerated() {
-            var properties = MessageProperties(contentType: item.contentType, deliveryMode: 2, messageId: "bad-\(index)")
+            var properties = MessageProperties(
+                contentType: item.contentType, deliveryMode: 2, messageId: "bad-\(index)")
             properties.headers = ["producer-header": .string("kept-\(index)")]
             try broker.publish(queue: queue, body: item.body, properties: properties)
         }
@@ -129,7 +143,9 @@ final class EndToEndTests {
         try broker.publish(queue: queue, body: valid.body)
         try broker.waitForConfirms()
         let deadLetters = queue + ".dead-letter"
-        try await eventually("every invalid message dead-lettered") { try broker.messageCount(deadLetters) == cases.count }
+        try await eventually("every invalid message dead-lettered") {
+            try broker.messageCount(deadLetters) == cases.count
+        }
         try await eventually("the valid message after them applied") {
             (try await emulator.stats()["applied"] as? Int ?? 0) == 1
         }
@@ -162,12 +178,16 @@ final class EndToEndTests {
         seeds.append(["objectId": "it-owner-\(factory.runId)", "ids": ["email": "taken-\(factory.runId)@example.com"]])
         try await emulator.seedUsers(seeds)
         let daemon = try await startDaemon(emulator: emulator)
-        let duplicate = "{\"eventId\":\"dup\",\"user\":{\"objectId\":\"\(factory.objectId(0))\",\"ids\":{\"email\":\"taken-\(factory.runId)@example.com\"}}}"
-        let missing = "{\"eventId\":\"missing\",\"user\":{\"objectId\":\"nobody-\(factory.runId)\",\"ids\":{\"email\":\"n@example.com\"}}}"
+        let duplicate =
+            "{\"eventId\":\"dup\",\"user\":{\"objectId\":\"\(factory.objectId(0))\",\"ids\":{\"email\":\"taken-\(factory.runId)@example.com\"}}}"
+        let missing =
+            "{\"eventId\":\"missing\",\"user\":{\"objectId\":\"nobody-\(factory.runId)\",\"ids\":{\"email\":\"n@example.com\"}}}"
         try broker.publish(queue: queue, body: Array(duplicate.utf8))
         try broker.publish(queue: queue, body: Array(missing.utf8))
         try broker.waitForConfirms()
-        try await eventually("both rejected messages dead-lettered") { try broker.messageCount(queue + ".dead-letter") == 2 }
+        try await eventually("both rejected messages dead-lettered") {
+            try broker.messageCount(queue + ".dead-letter") == 2
+        }
         let byEvent = Dictionary(
             uniqueKeysWithValues: try broker.drain(queue + ".dead-letter").map {
                 ($0.properties.headers?["druid-sync-event-id"]?.stringValue ?? "", $0.properties.headers ?? [:])
@@ -207,7 +227,9 @@ final class EndToEndTests {
             emulator: emulator, extra: ["DRUID_SYNC_MAX_ATTEMPTS": "3", "DRUID_SYNC_RETRY_DELAYS": "200ms,500ms"])
         try broker.publish(queue: queue, body: factory.event(0).body)
         try broker.waitForConfirms()
-        try await eventually("dead-lettered once attempts ran out") { try broker.messageCount(queue + ".dead-letter") == 1 }
+        try await eventually("dead-lettered once attempts ran out") {
+            try broker.messageCount(queue + ".dead-letter") == 1
+        }
         let message = try #require(try broker.drain(queue + ".dead-letter").first)
         let headers = try #require(message.properties.headers)
         #expect(headers["druid-sync-reason"]?.stringValue == "retries-exhausted: HTTP 503")
@@ -246,7 +268,8 @@ final class EndToEndTests {
         try broker.waitForConfirms()
         try await daemon.waitForLog("refused the service's credentials", occurrences: 5)
         try await Task.sleep(for: .seconds(2))
-        #expect(try broker.messageCount(queue + ".dead-letter") == 0, "nothing is dead-lettered for our own credentials")
+        #expect(
+            try broker.messageCount(queue + ".dead-letter") == 0, "nothing is dead-lettered for our own credentials")
         #expect(try await emulator.stats()["applied"] as? Int ?? 0 == 0)
         #expect(daemon.terminate() == 0)
         // Every message is still somewhere in the broker: the work queue or a retry queue.

@@ -36,11 +36,17 @@ struct EventFactory {
         if index % 5 == 1 { ids.append("\"phone_number\":\"+3460\(String(format: "%07d", index))\"") }
         if index % 7 == 2 { ids.append("\"screen_name\":\"sn\(runId)x\(index)\"") }
         var datas = ["\"name\":\(jsonString(name))"]
-        if index % 2 == 1 { datas.append("\"birthday\":\"1974-10-\(String(format: "%02d", index % 28 + 1))\"") }
-        else if index % 6 == 4 { datas.append("\"birthday\":{\"value\":\"0\(index % 9 + 1)/02/1990\"}") }
+        if index % 2 == 1 {
+            datas.append("\"birthday\":\"1974-10-\(String(format: "%02d", index % 28 + 1))\"")
+        } else if index % 6 == 4 {
+            datas.append("\"birthday\":{\"value\":\"0\(index % 9 + 1)/02/1990\"}")
+        }
         if index % 3 == 2 { datas.append("\"points\":\(index)") }
         if index % 8 == 5 { datas.append("\"vip\":true") }
-        var user = ["\"objectId\":\"\(id)\"", "\"ids\":{\(ids.joined(separator: ","))}", "\"datas\":{\(datas.joined(separator: ","))}"]
+        var user = [
+            "\"objectId\":\"\(id)\"", "\"ids\":{\(ids.joined(separator: ","))}",
+            "\"datas\":{\(datas.joined(separator: ","))}",
+        ]
         switch index % 3 {
         case 0: user.append("\"assertions\":{\"terms\":true,\"optin\":\(index % 2 == 0)}")
         case 1: user.append("\"assertions\":[{\"type\":\"terms\",\"typology\":\"user\",\"value\":\"true\"}]")

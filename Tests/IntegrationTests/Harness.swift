@@ -1,9 +1,10 @@
 import AMQP
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 import Testing
+
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
 
 /// Shared pieces of the integration tests: the real broker on 127.0.0.1:5672, a DRUID
 /// emulator per test, and the daemon binary run as a child process.
@@ -45,8 +46,10 @@ final class Emulator: @unchecked Sendable {  // Process is not Sendable; used fr
         let output = Pipe()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
         process.arguments =
-            [Harness.packageRoot.appendingPathComponent("deploy/emulator/druid_emulator.py").path,
-            "--port", "0", "--client", "druid-sync-it:\(Harness.clientSecret)", "--quiet"] + arguments
+            [
+                Harness.packageRoot.appendingPathComponent("deploy/emulator/druid_emulator.py").path,
+                "--port", "0", "--client", "druid-sync-it:\(Harness.clientSecret)", "--quiet",
+            ] + arguments
         process.standardOutput = output
         try process.run()
         // The emulator prints one ready line with its address.
@@ -79,7 +82,8 @@ final class Emulator: @unchecked Sendable {  // Process is not Sendable; used fr
         let (data, response) = try await URLSession.shared.data(for: request)
         let status = (response as? HTTPURLResponse)?.statusCode ?? 0
         guard (200..<300).contains(status) || (status == 404 && method == "GET") else {
-            throw HarnessError("emulator \(method) \(path) answered \(status): \(String(decoding: data, as: UTF8.self))")
+            throw HarnessError(
+                "emulator \(method) \(path) answered \(status): \(String(decoding: data, as: UTF8.self))")
         }
         if status == 404 { return NSNull() }
         return try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])
@@ -172,9 +176,11 @@ final class BrokerTool {
         try connection.enableConfirms()
     }
 
-    func publish(queue: String, body: [UInt8], properties: MessageProperties = MessageProperties(
-        contentType: "application/json", deliveryMode: 2)) throws
-    {
+    func publish(
+        queue: String, body: [UInt8],
+        properties: MessageProperties = MessageProperties(
+            contentType: "application/json", deliveryMode: 2)
+    ) throws {
         try connection.publish(exchange: "", routingKey: queue, body: body, properties: properties)
     }
 

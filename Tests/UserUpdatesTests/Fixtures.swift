@@ -61,7 +61,9 @@ let fakeDigest: @Sendable ([UInt8]) -> String = { body in "sha256-of-\(body.coun
 let testDecoder = EventDecoder(digest: fakeDigest)
 
 /// Decodes `json` as a body with no AMQP properties.
-func decode(_ json: String, contentType: String? = nil, messageId: String? = nil) -> Result<
+func decode(
+    _ json: String, contentType: String? = nil, messageId: String? = nil
+) -> Result<
     UserUpdateEvent, InvalidEvent
 > {
     testDecoder.decode(body: Array(json.utf8), contentType: contentType, messageId: messageId)
