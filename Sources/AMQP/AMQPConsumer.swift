@@ -52,14 +52,22 @@ public final class AMQPConsumer: Sendable {
         case ack(tag: UInt64, generation: UInt64)
         case reject(tag: UInt64, generation: UInt64, requeue: Bool)
         case stopConsuming
+        case pause
+        case resume
     }
 
     private struct Shared {
         var commands: [Command] = []
         var isShuttingDown = false
+        /// Paused or stopped consumers are not restarted on reconnect.
+        var wantsDeliveries = true
     }
 
     public let events: AsyncStream<Event>
+    /// Counts the connection thread's loop turns (at least two a second while it is alive,
+    /// connected or not), so a watchdog can tell a live loop from a stuck one.
+    public var loopTurns: UInt64 { turns.load(ordering: .relaxed) }
+    private let turns = Atomic<UInt64>(0)
     private let continuation: AsyncStream<Event>.Continuation
     private let shared = Mutex(Shared())
     private let wakeup = Wakeup()
@@ -85,7 +93,24 @@ public final class AMQPConsumer: Sendable {
     }
 
     /// Asks the broker to send no more deliveries (`basic.cancel`); settlements still work.
-    public func stopConsuming() { submit(.stopConsuming) }
+    /// For a graceful stop: consuming does not start again, not even after a reconnect.
+    public func stopConsuming() {
+        shared.withLock { $0.wantsDeliveries = false }
+        submit(.stopConsuming)
+    }
+
+    /// Stops deliveries for a while (`basic.cancel`), e.g. while DRUID is down; messages
+    /// wait in the queue. Settlements still work. Undo with `resumeConsuming`.
+    public func pauseConsuming() {
+        shared.withLock { $0.wantsDeliveries = false }
+        submit(.pause)
+    }
+
+    /// Starts deliveries again after `pauseConsuming` (`basic.consume`).
+    public func resumeConsuming() {
+        shared.withLock { $0.wantsDeliveries = true }
+        submit(.resume)
+    }
 
     /// Sends the settlements already submitted, closes the connection and ends `events`.
     /// Unsettled deliveries go back to the queue.
@@ -117,12 +142,15 @@ public final class AMQPConsumer: Sendable {
                     endpoint: endpoint, options: configuration.options, generation: generation)
                 try configuration.prepare(connection)
                 try connection.setPrefetch(configuration.prefetch)
-                consumerTag = try connection.consume(queue: configuration.queue)
+                consumerTag = ""
+                if shared.withLock({ $0.wantsDeliveries }) {
+                    consumerTag = try connection.consume(queue: configuration.queue)
+                }
             } catch {
                 let wait = backoff.next()
                 continuation.yield(.connectFailed(error, endpoint: endpoint.description, retryIn: wait))
                 endpointIndex = (endpointIndex + 1) % configuration.endpoints.count
-                _ = wakeup.wait(socket: -1, timeout: wait)
+                idle(for: wait)
                 continue
             }
             backoff.reset()
@@ -138,24 +166,32 @@ public final class AMQPConsumer: Sendable {
                     state.commands.removeAll { command in
                         switch command {
                         case .ack(_, let g), .reject(_, let g, _): g == generation
-                        case .stopConsuming: false
+                        case .stopConsuming, .pause, .resume: false
                         }
                     }
                 }
                 endpointIndex = (endpointIndex + 1) % configuration.endpoints.count
-                if configuration.endpoints.count == 1 {
-                    _ = wakeup.wait(socket: -1, timeout: backoff.next())
-                }
+                if configuration.endpoints.count == 1 { idle(for: backoff.next()) }
             }
         }
         continuation.finish()
     }
 
+    /// Waits without a connection, in short steps so `loopTurns` keeps moving; a shutdown ends it early.
+    private func idle(for duration: Duration) {
+        let end = ContinuousClock.now + duration
+        while ContinuousClock.now < end && !isShuttingDown {
+            turns.add(1, ordering: .relaxed)
+            _ = wakeup.wait(socket: -1, timeout: min(.milliseconds(500), end - ContinuousClock.now))
+        }
+    }
+
     /// Reads deliveries and sends settlements until shutdown (returns) or a failure (throws).
     private func serve(_ connection: AMQPConnection, consumerTag: inout String) throws(AMQPError) {
-        var isConsuming = true
+        var isConsuming = !consumerTag.isEmpty
         let idleWait = Duration.milliseconds(500)
         while true {
+            turns.add(1, ordering: .relaxed)
             let (commands, stopping) = shared.withLock { state in
                 let taken = state.commands
                 state.commands.removeAll(keepingCapacity: true)
@@ -167,9 +203,14 @@ public final class AMQPConsumer: Sendable {
                     try connection.ack(tag)
                 case .reject(let tag, let generation, let requeue) where generation == connection.generation:
                     try connection.reject(tag, requeue: requeue)
-                case .stopConsuming where isConsuming:
+                case .stopConsuming where isConsuming, .pause where isConsuming:
                     isConsuming = false
                     try connection.cancel(consumerTag: consumerTag)
+                case .resume where !isConsuming:
+                    // A stop for shutdown wins over a late resume.
+                    guard shared.withLock({ $0.wantsDeliveries }) else { break }
+                    consumerTag = try connection.consume(queue: configuration.queue)
+                    isConsuming = true
                 default:
                     break
                 }

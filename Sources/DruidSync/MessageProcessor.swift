@@ -34,6 +34,8 @@ public struct ProcessingReport: Sendable {
         case retried = "retry"
         case deadLettered = "dead-letter"
         case requeued = "requeue"
+        /// DRUID is down and the breaker is open: the message goes back to the queue to wait.
+        case held = "hold"
     }
 
     public var kind: Kind
@@ -47,6 +49,13 @@ public struct ProcessingReport: Sendable {
     public var druidLatency: Duration
     /// Set when DRUID refused the service's own credentials: the caller slows down.
     public var credentialsRefused: Bool
+    /// Set when DRUID failed for a reason that is not the message's (down, overloaded,
+    /// refusing our credentials): what the outage breaker counts.
+    public var isServiceFailure: Bool = false
+    /// DRUID's `Retry-After`, when it gave one.
+    public var retryAfter: Duration?
+    /// False when the message never reached DRUID (it was invalid).
+    public var askedDruid = true
 }
 
 /// The whole handling of one delivery: decode, translate, call DRUID, and decide.
@@ -61,13 +70,18 @@ public struct MessageProcessor<Druid: DruidUpdating, Publisher: ConfirmedPublish
     public let topology: Topology
     public let druid: Druid
     public let publisher: Publisher
-    /// Supplies the current time as seconds since 1970, for the failure timestamps.
+    /// Supplies the current time, for the failure timestamps.
     public let now: @Sendable () -> UTCTimestamp
+    /// Whether a service-side failure should send the message back to the queue to wait
+    /// (the outage breaker is open) instead of through the retry queues.
+    public let holdsServiceFailures: @Sendable () -> Bool
 
     public init(
         decoder: EventDecoder, translator: ActivityTranslator, policy: RetryPolicy, topology: Topology,
-        druid: Druid, publisher: Publisher, now: @escaping @Sendable () -> UTCTimestamp
+        druid: Druid, publisher: Publisher, now: @escaping @Sendable () -> UTCTimestamp,
+        holdsServiceFailures: @escaping @Sendable () -> Bool = { false }
     ) {
+        self.holdsServiceFailures = holdsServiceFailures
         self.decoder = decoder
         self.translator = translator
         self.policy = policy
@@ -89,9 +103,11 @@ public struct MessageProcessor<Druid: DruidUpdating, Publisher: ConfirmedPublish
         case .success(let decoded):
             event = decoded
         case .failure(let invalid):
-            return await deadLetter(
+            var report = await deadLetter(
                 delivery, headers: headers, eventId: invalid.eventId, objectId: nil, reason: invalid.reason,
                 httpStatus: nil, attempt: attempt, latency: .zero)
+            report.askedDruid = false
+            return report
         }
         let activity = translator.activity(for: event)
         var immediateRetries = 0
@@ -112,6 +128,14 @@ public struct MessageProcessor<Druid: DruidUpdating, Publisher: ConfirmedPublish
                 immediateRetries += 1
                 continue
             case .retry(let queueIndex, _, let reason, let countsAsAttempt):
+                let isServiceFailure = answer.isServiceFailure
+                if isServiceFailure && holdsServiceFailures() {
+                    return ProcessingReport(
+                        kind: .held, settlement: .requeue, eventId: event.eventId, objectId: event.user.objectId,
+                        reason: reason, httpStatus: answer.httpStatus, attempt: attempt, druidLatency: latency,
+                        credentialsRefused: answer.isCredentialsRefusal, isServiceFailure: true,
+                        retryAfter: answer.retryAfter)
+                }
                 let copyHeaders = FailureHeaders.retryHeaders(
                     original: headers, attemptsMade: countsAsAttempt ? attempt : previousAttempts,
                     reason: reason, now: now())
@@ -120,16 +144,17 @@ public struct MessageProcessor<Druid: DruidUpdating, Publisher: ConfirmedPublish
                 let settlement = await publishCopy(
                     exchange: topology.retryExchange, routingKey: topology.retryQueueName(queueIndex),
                     properties: properties, body: delivery.body)
-                var isCredentials = false
-                if case .credentialsRefused = answer { isCredentials = true }
                 return ProcessingReport(
                     kind: settlement == .ack ? .retried : .requeued, settlement: settlement, eventId: event.eventId,
                     objectId: event.user.objectId, reason: reason, httpStatus: answer.httpStatus, attempt: attempt,
-                    druidLatency: latency, credentialsRefused: isCredentials)
+                    druidLatency: latency, credentialsRefused: answer.isCredentialsRefusal,
+                    isServiceFailure: isServiceFailure, retryAfter: answer.retryAfter)
             case .deadLetter(let reason, let httpStatus):
-                return await deadLetter(
+                var report = await deadLetter(
                     delivery, headers: headers, eventId: event.eventId, objectId: event.user.objectId,
                     reason: reason, httpStatus: httpStatus, attempt: attempt, latency: latency)
+                report.isServiceFailure = answer.isServiceFailure
+                return report
             }
         }
     }
@@ -170,6 +195,24 @@ public struct MessageProcessor<Druid: DruidUpdating, Publisher: ConfirmedPublish
 }
 
 extension DruidAnswer {
+    /// Whether the failure is DRUID's or the service's own, never the message's.
+    var isServiceFailure: Bool {
+        switch self {
+        case .unavailable, .credentialsRefused, .unauthorized: true
+        case .accepted, .rejected: false
+        }
+    }
+
+    var isCredentialsRefusal: Bool {
+        if case .credentialsRefused = self { return true }
+        return false
+    }
+
+    var retryAfter: Duration? {
+        if case .unavailable(_, let retryAfter, _) = self { return retryAfter }
+        return nil
+    }
+
     /// The HTTP status to log, when there was one.
     var httpStatus: Int? {
         switch self {

@@ -8,6 +8,9 @@ final class Statistics: Sendable {
     let retried = Atomic<Int>(0)
     let deadLettered = Atomic<Int>(0)
     let requeued = Atomic<Int>(0)
+    /// Deliveries sent back to wait in the queue while the breaker was open.
+    let held = Atomic<Int>(0)
+    private let rate = Mutex(RateWindow())
     let inFlight = Atomic<Int>(0)
     private let reasons = Mutex<[String: Int]>([:])
     private let latencies = Mutex(LatencyWindow())
@@ -19,6 +22,12 @@ final class Statistics: Sendable {
         // Group by the reason's kind (`invalid-event`, `druid-rejected` …), not its detail.
         let kind = reason.split(separator: ":", maxSplits: 1).first.map(String.init) ?? reason
         reasons.withLock { $0[kind, default: 0] += 1 }
+    }
+
+    /// Acknowledged messages per second over the last few seconds.
+    func recentRate() -> Int {
+        let acked = self.acked.load(ordering: .relaxed)
+        return rate.withLock { $0.rate(acked: acked, now: .now) }
     }
 
     func recordLatency(_ duration: Duration) {
@@ -65,5 +74,27 @@ struct LatencyWindow {
             sorted[min(sorted.count - 1, Int((Double(sorted.count) * fraction).rounded(.down)))]
         }
         return (at(0.5), at(0.99))
+    }
+}
+
+/// Turns a growing counter into a rate, measured between successive readings at least a second apart.
+struct RateWindow {
+    private var lastCount = 0
+    private var lastTime: ContinuousClock.Instant?
+    private var lastRate = 0
+
+    mutating func rate(acked: Int, now: ContinuousClock.Instant) -> Int {
+        guard let lastTime else {
+            self.lastTime = now
+            lastCount = acked
+            return 0
+        }
+        let elapsed = now - lastTime
+        guard elapsed >= .seconds(1) else { return lastRate }
+        let seconds = Double(elapsed / .milliseconds(1)) / 1000
+        lastRate = Int((Double(acked - lastCount) / seconds).rounded())
+        lastCount = acked
+        self.lastTime = now
+        return lastRate
     }
 }

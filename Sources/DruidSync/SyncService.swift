@@ -18,12 +18,18 @@ public final class SyncService: Sendable {
     let consumer: AMQPConsumer
     let publisher: ConfirmingPublisher
     let processor: MessageProcessor<DruidClient, ConfirmingPublisher>
-    let credentialGate = CredentialGate()
-    private let stopState = Mutex(StopState())
+    let druid: DruidClient
+    let breaker = SharedBreaker()
+    /// Wakes the breaker's probe loop when the breaker opens.
+    private let breakerOpened: AsyncStream<Duration?>.Continuation
+    private let breakerOpenings: AsyncStream<Duration?>
+    private let runState = Mutex(RunState())
 
-    struct StopState {
+    struct RunState {
         var signals = 0
-        var isStopping = false
+        var hasConsumed = false
+        /// Set when start-up meets a configuration problem it cannot get past (TLS, login).
+        var fatalError: String?
     }
 
     /// Builds every part from the configuration. Throws when a part cannot be built
@@ -37,7 +43,7 @@ public final class SyncService: Sendable {
                 maximumIdleConnections: max(64, configuration.concurrency * 2 + 4),
                 certificateAuthorityFile: configuration.druid.caFile,
                 userAgent: "druid-sync/\(CommandLineInterface.version)"))
-        let druid = DruidClient(
+        druid = DruidClient(
             configuration: DruidClientConfiguration(
                 authURL: configuration.druid.authURL, graphURL: configuration.druid.graphURL,
                 clientId: configuration.druid.clientId, clientSecret: configuration.druid.clientSecret,
@@ -62,11 +68,14 @@ public final class SyncService: Sendable {
                         try TopologyDeclarer.check(topology, on: connection)
                     }
                 }))
+        let breaker = self.breaker
+        (breakerOpenings, breakerOpened) = AsyncStream.makeStream(of: Duration?.self)
         let pipeline = EventPipeline(configuration: configuration)
         processor = MessageProcessor(
             decoder: pipeline.decoder, translator: pipeline.translator, policy: configuration.retryPolicy,
             topology: topology, druid: druid, publisher: publisher,
-            now: { UTCTimestamp(secondsSince1970: Date().timeIntervalSince1970) })
+            now: { UTCTimestamp(secondsSince1970: Date().timeIntervalSince1970) },
+            holdsServiceFailures: { breaker.withLock { $0.isOpen } })
     }
 
     /// Runs until stopped by a signal; returns the process exit status.
@@ -83,6 +92,9 @@ public final class SyncService: Sendable {
         await withDiscardingTaskGroup { group in
             group.addTask { await self.watchPublisher() }
             group.addTask { await self.reportPeriodically() }
+            group.addTask { await self.supervise() }
+            group.addTask { await self.probeWhileBreakerOpen() }
+            group.addTask { await self.checkDruidAtStartUp() }
             group.addTask {
                 for await signal in signals {
                     await self.stopGracefully(signal: signal)
@@ -96,6 +108,7 @@ public final class SyncService: Sendable {
                     statistics.inFlight.add(1, ordering: .relaxed)
                     group.addTask { await self.handle(delivery) }
                 case .consuming(let endpoint, let server):
+                    runState.withLock { $0.hasConsumed = true }
                     logger.notice(
                         "consuming",
                         [
@@ -105,12 +118,18 @@ public final class SyncService: Sendable {
                         ])
                     notifier.ready(status: "consuming from \(configuration.topology.workQueue)")
                 case .connectFailed(let error, let endpoint, let retryIn):
+                    let isFatal =
+                        (error.code == .tlsFailed || error.code == .authenticationFailed)
+                        && !runState.withLock { $0.hasConsumed }
                     logger.error(
                         "cannot connect to the broker",
                         [
                             ("endpoint", .string(endpoint)), ("error", .string("\(error)")),
-                            ("retry_in_ms", .integer(Int(retryIn / .milliseconds(1)))),
+                            isFatal
+                                ? ("action", .string("exiting: fix the broker URL, CA file or credentials"))
+                                : ("retry_in_ms", .integer(Int(retryIn / .milliseconds(1)))),
                         ])
+                    if isFatal { failStartUp("cannot connect to the broker: \(error)") }
                 case .connectionLost(let error):
                     logger.error(
                         "connection to the broker lost; unsettled messages will be redelivered",
@@ -126,7 +145,12 @@ public final class SyncService: Sendable {
             // The consumer is shut down: nothing more will be settled.
             publisher.shutdown()
             http.shutdown()
+            breakerOpened.finish()
             group.cancelAll()
+        }
+        if let fatal = runState.withLock({ $0.fatalError }) {
+            logger.error("druid-sync could not start", [("error", .string(fatal))])
+            return 1
         }
         logger.notice(
             "druid-sync stopped",
@@ -137,16 +161,105 @@ public final class SyncService: Sendable {
         return 0
     }
 
+    /// Ends the run with status 1: a setting is wrong in a way retrying cannot fix.
+    private func failStartUp(_ reason: String) {
+        let isFirst = runState.withLock { state -> Bool in
+            guard state.fatalError == nil else { return false }
+            state.fatalError = reason
+            return true
+        }
+        if isFirst { consumer.shutdown() }
+    }
+
+    /// Obtains one token at start-up: a TLS failure (unknown CA, wrong host name) is a
+    /// setting to fix, so it stops the start; any other failure is only reported, since
+    /// DRUID may simply be down for now (the breaker handles that).
+    private func checkDruidAtStartUp() async {
+        switch await druid.requestToken() {
+        case .success:
+            logger.info("DRUID token check passed", [("auth_url", .string(configuration.druid.authURL))])
+        case .failure(let failure):
+            let text = "\(failure)"
+            if text.contains("TLS failure") {
+                logger.error(
+                    "cannot reach DRUID over TLS",
+                    [("auth_url", .string(configuration.druid.authURL)), ("error", .string(text))])
+                failStartUp("cannot reach DRUID over TLS: \(text)")
+            } else {
+                logger.warning(
+                    "DRUID token check failed at start-up; messages will wait or retry until it passes",
+                    [("auth_url", .string(configuration.druid.authURL)), ("error", .string(text))])
+            }
+        }
+    }
+
+    /// While the breaker is open: probe DRUID with a token request, waiting longer each
+    /// time (and at least DRUID's `Retry-After`); close the breaker and resume consuming
+    /// once DRUID grants a token.
+    private func probeWhileBreakerOpen() async {
+        for await retryAfter in breakerOpenings {
+            var retryAfter = retryAfter
+            while breaker.withLock({ $0.isOpen }) {
+                let delay = breaker.withLock { $0.nextProbeDelay(retryAfter: retryAfter) }
+                do { try await Task.sleep(for: delay) } catch { return }
+                switch await druid.requestToken() {
+                case .success:
+                    let transition = breaker.withLock { $0.recordAnswer() }
+                    if transition == .closed { closeBreaker(reason: "a token probe succeeded") }
+                case .failure(let failure):
+                    breaker.withLock { $0.recordProbeFailure() }
+                    retryAfter = failure.answer.retryAfter
+                    logger.debug("DRUID probe failed; breaker stays open", [("error", .string("\(failure)"))])
+                }
+            }
+        }
+    }
+
+    private func openBreaker(after report: ProcessingReport) {
+        logger.log(
+            report.credentialsRefused ? .error : .warning,
+            report.credentialsRefused
+                ? "breaker open: DRUID refuses the service's credentials or permissions; consuming paused, messages wait in the queue"
+                : "breaker open: DRUID is unavailable; consuming paused, messages wait in the queue",
+            [("reason", .string(report.reason ?? "")), ("http_status", .integer(report.httpStatus ?? 0))])
+        notifier.status(statusLine())
+        consumer.pauseConsuming()
+        breakerOpened.yield(report.retryAfter)
+    }
+
+    private func closeBreaker(reason: String) {
+        logger.notice("breaker closed: DRUID answers again; consuming resumed", [("cause", .string(reason))])
+        consumer.resumeConsuming()
+        notifier.status(statusLine())
+    }
+
     private func handle(_ delivery: Delivery) async {
         defer { statistics.inFlight.subtract(1, ordering: .relaxed) }
-        await credentialGate.wait()
+        if breaker.withLock({ $0.isOpen }) {
+            // DRUID is down: do not even try; the message waits in the queue.
+            statistics.held.add(1, ordering: .relaxed)
+            consumer.reject(delivery, requeue: true)
+            return
+        }
         let report = await processor.process(delivery)
         switch report.settlement {
         case .ack: consumer.ack(delivery)
+        case .requeue where report.kind == .held:
+            consumer.reject(delivery, requeue: true)
         case .requeue:
             // The copy could not be published (broker trouble): give the broker a moment.
             try? await Task.sleep(for: .seconds(1))
             consumer.reject(delivery, requeue: true)
+        }
+        if report.askedDruid {
+            let transition = breaker.withLock { breaker in
+                report.isServiceFailure ? breaker.recordServiceFailure() : breaker.recordAnswer()
+            }
+            switch transition {
+            case .opened: openBreaker(after: report)
+            case .closed: closeBreaker(reason: "a message was applied")
+            case nil: break
+            }
         }
         statistics.recordLatency(report.druidLatency)
         var fields: [(String, LogValue)] = [
@@ -161,19 +274,17 @@ public final class SyncService: Sendable {
         switch report.kind {
         case .applied:
             statistics.acked.add(1, ordering: .relaxed)
-            credentialGate.recordSuccess()
             logger.info("message settled", fields)
         case .retried:
             statistics.retried.add(1, ordering: .relaxed)
             if report.credentialsRefused {
-                let pause = credentialGate.recordRefusal()
-                fields.append(("pause_ms", .integer(Int(pause / .milliseconds(1)))))
-                logger.error(
-                    "DRUID refused the service's credentials or permissions; message sent to retry, slowing down",
-                    fields)
+                logger.error("DRUID refused the service's credentials or permissions; message sent to retry", fields)
             } else {
                 logger.notice("message settled", fields)
             }
+        case .held:
+            statistics.held.add(1, ordering: .relaxed)
+            logger.debug("message returned to the queue while the breaker is open", fields)
         case .deadLettered:
             statistics.countDeadLetter(reason: report.reason ?? "unknown")
             logger.warning("message settled", fields)
@@ -225,7 +336,9 @@ public final class SyncService: Sendable {
                 ("retried", .integer(statistics.retried.load(ordering: .relaxed))),
                 ("dead_lettered", .integer(statistics.deadLettered.load(ordering: .relaxed))),
                 ("in_flight", .integer(statistics.inFlight.load(ordering: .relaxed))),
+                ("held", .integer(statistics.held.load(ordering: .relaxed))),
                 ("messages_per_second", .double(rate)),
+                ("breaker", .string(breaker.withLock { $0.summary })),
             ]
             for (reason, count) in statistics.deadLettersByReason.sorted(by: { $0.key < $1.key }) {
                 fields.append(("dead_lettered_\(reason)", .integer(count)))
@@ -235,8 +348,6 @@ public final class SyncService: Sendable {
                 fields.append(("druid_p99_ms", .double(Double(p99 / .microseconds(1)) / 1000)))
             }
             logger.info("stats", fields)
-            notifier.status(
-                "consuming; \(Int(rate)) msg/s; \(statistics.inFlight.load(ordering: .relaxed)) in flight")
         }
     }
 
@@ -265,11 +376,40 @@ public final class SyncService: Sendable {
         consumer.shutdown()
     }
 
+    /// Every second: `WATCHDOG=1` while the consumer's loop is turning (systemd restarts a
+    /// stuck daemon), and a fresh `STATUS=` line every five seconds.
+    private func supervise() async {
+        guard notifier.isActive else { return }
+        var lastTurns = consumer.loopTurns
+        var lastWatchdog = ContinuousClock.now
+        var tick = 0
+        while !Task.isCancelled {
+            do { try await Task.sleep(for: .seconds(1)) } catch { return }
+            tick += 1
+            if let interval = notifier.watchdogInterval, ContinuousClock.now - lastWatchdog >= interval / 3 {
+                let turns = consumer.loopTurns
+                if turns != lastTurns {
+                    notifier.watchdog()
+                    lastWatchdog = ContinuousClock.now
+                }
+                lastTurns = turns
+            }
+            if tick % 5 == 0 { notifier.status(statusLine()) }
+        }
+    }
+
+    /// The one-line summary for `systemctl status`.
+    func statusLine() -> String {
+        let state = runState.withLock { $0.hasConsumed } ? "consuming" : "starting"
+        return "\(state); \(statistics.recentRate()) msg/s; "
+            + "\(statistics.inFlight.load(ordering: .relaxed)) in flight; breaker \(breaker.withLock { $0.summary })"
+    }
+
     /// SIGTERM and SIGINT: the first starts a graceful stop, the second exits at once.
     private func installSignalHandlers() -> AsyncStream<Int32> {
         let (stream, continuation) = AsyncStream.makeStream(of: Int32.self)
         ProcessSignals.install { [self] number in
-            let count = stopState.withLock { state -> Int in
+            let count = runState.withLock { state -> Int in
                 state.signals += 1
                 return state.signals
             }
@@ -326,41 +466,6 @@ enum ProcessSignals {
         action.sa_flags = SA_RESTART
         sigaction(SIGTERM, &action, nil)
         sigaction(SIGINT, &action, nil)
-    }
-}
-
-/// Slows the whole service down while DRUID refuses our own credentials or permissions,
-/// so a misconfiguration does not turn into a storm of token requests.
-final class CredentialGate: Sendable {
-    private struct State {
-        var pausedUntil: ContinuousClock.Instant?
-        var pause: Duration = .zero
-    }
-
-    private let state = Mutex(State())
-
-    /// Waits while a pause is in effect.
-    func wait() async {
-        guard let until = state.withLock({ $0.pausedUntil }), until > .now else { return }
-        try? await Task.sleep(until: until, clock: .continuous)
-    }
-
-    /// Doubles the pause (1 s up to 60 s) and returns it.
-    func recordRefusal() -> Duration {
-        state.withLock { state in
-            state.pause = state.pause == .zero ? .seconds(1) : min(state.pause * 2, .seconds(60))
-            state.pausedUntil = .now + state.pause
-            return state.pause
-        }
-    }
-
-    func recordSuccess() {
-        state.withLock { state in
-            if state.pause != .zero {
-                state.pause = .zero
-                state.pausedUntil = nil
-            }
-        }
     }
 }
 

@@ -251,10 +251,13 @@ final class EndToEndTests {
         try await daemon.waitForLog("outcome=ack")
         #expect(daemon.log.contains("attempt=1"), "a 401 is re-tried at once, not through the retry queue")
         #expect(!daemon.log.contains("outcome=retry"))
+        // One token at start-up (the daemon's check), then one per update call.
         let tokens = try await emulator.requests(endpoint: "token")
-        #expect(tokens.count == 2, "a new verifier and token for the second call")
-        let challenges = Set(tokens.compactMap { ($0["body"] as? [String: Any])?["code_challenge"] as? String })
-        #expect(challenges.count == 2)
+        #expect(tokens.count == 3, "a new verifier and token for the second call")
+        let updates = try await emulator.requests(endpoint: "update")
+        #expect(updates.count == 2)
+        let verifiers = Set(updates.compactMap { ($0["query"] as? [String: Any])?["code_verifier"] as? String })
+        #expect(verifiers.count == 2, "each call uses a verifier of its own")
         #expect(daemon.terminate() == 0)
     }
 
