@@ -89,6 +89,27 @@ class Processes:
                 self.stop(process, timeout=60.0)
 
 
+class Child:
+    """A process started by one that the benchmark started (the daemon under `perf record`)."""
+
+    def __init__(self, pid, parent):
+        self.pid = pid
+        self.parent = parent
+        self.returncode = None
+
+    def poll(self):
+        if os.path.exists(f"/proc/{self.pid}") and self.parent.poll() is None:
+            return None
+        self.returncode = self.parent.poll()
+        return self.returncode if self.returncode is not None else -1
+
+    def terminate(self):
+        try:
+            os.kill(self.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+
 def cpu_seconds(pid):
     """User + system CPU time of a process (all its threads), from /proc/<pid>/stat."""
     with open(f"/proc/{pid}/stat") as f:
@@ -353,6 +374,7 @@ class RunResult:
     window_seconds: float = 0.0
     broker_cpu_seconds: float = None
     standin_cpu_seconds: float = None
+    capture_cpu_seconds: float = None
     rss_samples: list = field(default_factory=list)
     notes: list = field(default_factory=list)
 
@@ -385,7 +407,6 @@ class Bench:
             "DRUID_SYNC_CLIENT_ID": CLIENT_ID,
             "DRUID_SYNC_CLIENT_SECRET": CLIENT_SECRET,
             "DRUID_SYNC_LOG_LEVEL": "warning",
-            "DRUID_SYNC_STATS_INTERVAL": "0",
         }
         return ConsumerSpec("druid-sync", "druid-sync", [self.args.binary], env)
 
@@ -402,6 +423,11 @@ class Bench:
             [self.args.ack_only_binary, url.hostname or "127.0.0.1", str(url.port or 5672),
              urllib.parse.unquote(url.username or "guest"), urllib.parse.unquote(url.password or "guest"),
              vhost, "@QUEUE@", str(concurrency)])
+
+    def ack_only_python_spec(self, standin_url, concurrency):
+        env = self.daemon_spec(standin_url, concurrency).env
+        return ConsumerSpec("ack-only-python", "ack-only (Python aio-pika)",
+                            [PYTHON, os.path.join(BENCH_DIR, "ack_only_consumer.py")], dict(env))
 
     # -- one measured run
 
@@ -447,7 +473,18 @@ class Bench:
         env["DRUID_SYNC_QUEUE"] = queue
         argv = [queue if a == "@QUEUE@" else a for a in spec.argv]
         log = open(log_path, "wb")
-        consumer = self.processes.start(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+        perf_path = None
+        if self.args.perf and spec.key == "druid-sync":
+            # `perf record -p` gets no samples in this sandbox; perf starts the daemon instead.
+            perf_path = os.path.join(self.workdir, f"{spec.key}.{tag}.perf.data")
+            argv = ["perf", "record", "-e", "cpu-clock", "-F", "1999", "-g", "-o", perf_path, "--"] + argv
+        launched = self.processes.start(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+        consumer = launched
+        if perf_path:
+            deadline = time.monotonic() + 10
+            while not children_of(launched.pid) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            consumer = Child(children_of(launched.pid)[0], launched)
         watcher = amqp_capture.AckWatcher(pcap_path, port)
         ports = set()
         started = time.monotonic()
@@ -490,9 +527,17 @@ class Bench:
                     result.broker_cpu_seconds = cpu_seconds(broker_pid) - broker_cpu_start
                 except OSError:
                     pass
+            try:
+                result.capture_cpu_seconds = cpu_seconds(tcpdump.pid)
+            except OSError:
+                pass
             if standin_pids:
                 result.standin_cpu_seconds = sum(cpu_seconds(p) for p in standin_pids) - standin_cpu_start
-            self.processes.stop(consumer)
+            if perf_path:
+                consumer.terminate()
+                result.notes.append(f"profile: perf report -i {perf_path} --no-children")
+                self.args.keep_captures = True
+            self.processes.stop(launched)
             time.sleep(0.3)  # let the last packets reach the capture file
             self.processes.stop(tcpdump, sig=signal.SIGINT)
             tcpdump_err.close()
@@ -570,10 +615,11 @@ class Bench:
         url = nginx.start()
         print(f"DRUID stand-in: nginx (constant answers) on {url}, pid {nginx.process.pid}")
         specs = {"druid-sync": self.daemon_spec(url, c), "reference": self.reference_spec(url, c),
-                 "ack-only": self.ack_only_spec(c)}
+                 "ack-only": self.ack_only_spec(c), "ack-only-python": self.ack_only_python_spec(url, c)}
         results = {}
         for key in self.args.consumers:
-            results[key] = self.run_consumer(specs[key], n, n, "throughput", standin_pids=nginx.worker_pids)
+            results[key] = self.run_consumer(specs[key], n, n, "throughput", standin_pids=nginx.worker_pids,
+                                             capture_deliveries=self.args.capture == "full")
         nginx.stop()
         self.print_header("throughput", n, c, "nginx, constant answers")
         print_table([results[k] for k in self.args.consumers])
@@ -712,6 +758,8 @@ def print_table(results, stand_in_column=False):
             extra.append(f"broker CPU {r.broker_cpu_seconds / r.messages * 1000:.3f} s/1k")
         if r.standin_cpu_seconds is not None:
             extra.append(f"stand-in CPU {r.standin_cpu_seconds / r.messages * 1000:.3f} s/1k")
+        if r.capture_cpu_seconds is not None:
+            extra.append(f"tcpdump CPU {r.capture_cpu_seconds / r.messages * 1000:.3f} s/1k")
         line = f"  {r.spec.label}: " + ", ".join(extra)
         if r.problem:
             line += f"; PROBLEM: {r.problem}"
@@ -744,13 +792,18 @@ def main():
     parser.add_argument("--ack-only-binary", required=True)
     parser.add_argument("--rss-every", type=int, help="soak mode: RSS sample period in acks (N / 10)")
     parser.add_argument("--emulator-only", action="store_true", help="latency mode: skip the nginx variant")
+    parser.add_argument("--perf", action="store_true",
+                        help="record druid-sync with `perf record -e cpu-clock -g` (kept in the work folder)")
+    parser.add_argument("--capture", choices=["full", "acks"], default="full",
+                        help="throughput mode: capture both directions (full: delivery→ack and "
+                        "publish→ack times) or only the consumer's side (acks: lighter, rates only)")
     parser.add_argument("--keep-captures", action="store_true", help="keep the pcap files in the work folder")
     parser.add_argument("--poll-interval", type=float, default=0.25)
     parser.add_argument("--stall-timeout", type=float, default=60.0)
     args = parser.parse_args()
     args.consumers = [c.strip() for c in args.consumers.split(",") if c.strip()]
     for c in args.consumers:
-        if c not in ("druid-sync", "reference", "ack-only"):
+        if c not in ("druid-sync", "reference", "ack-only", "ack-only-python"):
             parser.error(f"unknown consumer {c}")
     if os.geteuid() != 0:
         parser.error("tcpdump needs root (or CAP_NET_RAW) to capture on lo")

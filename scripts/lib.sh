@@ -31,23 +31,71 @@ install_packages() {
 broker_running() { rabbitmqctl -q status >/dev/null 2>&1; }
 
 # Starts RabbitMQ in the background unless one already answers. Sets STARTED_BROKER_PID.
+# Usage: start_broker LOGS [CERTS]. With CERTS, a folder made by scripts/make-test-certs, a broker
+# started here also takes AMQP over TLS on port 5671 (next to the plain 5672), presenting
+# CERTS/server.pem and checking client certificates against CERTS/ca.pem when a client sends one.
+# A broker that was already running is only checked: without such a listener the TLS tests fail,
+# and a warning here says why.
 start_broker() {
   STARTED_BROKER_PID=""
+  local logs="$1" certs="${2:-}"
+  if [ -n "$certs" ]; then
+    write_broker_tls_config "$certs" >"$certs/rabbitmq.conf"
+    chmod 644 "$certs/rabbitmq.conf"
+  fi
   if broker_running; then
     log "RabbitMQ already running"
+    [ -z "$certs" ] || check_broker_tls "$certs"
     return
   fi
-  log "starting RabbitMQ"
-  local logs="$1"
+  log "starting RabbitMQ${certs:+ (plain AMQP on 5672, TLS on 5671)}"
   mkdir -p "$logs"
-  # Without systemd (containers, CI), run the server directly; it drops to the rabbitmq user.
-  rabbitmq-server >"$logs/rabbitmq.log" 2>&1 &
+  # Without systemd (containers, CI), run the server directly; it drops to the rabbitmq user
+  # (su keeps the environment, so RABBITMQ_CONFIG_FILE reaches it).
+  if [ -n "$certs" ]; then
+    RABBITMQ_CONFIG_FILE="$(cd "$certs" && pwd)/rabbitmq.conf" rabbitmq-server >"$logs/rabbitmq.log" 2>&1 &
+  else
+    rabbitmq-server >"$logs/rabbitmq.log" 2>&1 &
+  fi
   STARTED_BROKER_PID=$!
   for _ in $(seq 1 120); do
     broker_running && break
     sleep 1
   done
   rabbitmqctl -q await_startup >/dev/null 2>&1 || { tail -50 "$logs/rabbitmq.log" >&2; echo "RabbitMQ did not start" >&2; exit 1; }
+  [ -z "$certs" ] || check_broker_tls "$certs"
+}
+
+# Prints a new-style rabbitmq.conf that keeps the plain listener on 5672 and adds a TLS listener
+# on 5671 with the certificates in $1 (an absolute path is written; it must not contain spaces).
+write_broker_tls_config() {
+  local certs
+  certs=$(cd "$1" && pwd)
+  cat <<CONFIG
+# Written by start_broker in scripts/lib.sh for the druid-sync TLS tests. Test certificates only.
+listeners.tcp.default = 5672
+listeners.ssl.default = 5671
+ssl_options.cacertfile = $certs/ca.pem
+ssl_options.certfile = $certs/server.pem
+ssl_options.keyfile = $certs/server.key
+ssl_options.verify = verify_peer
+ssl_options.fail_if_no_peer_cert = false
+ssl_options.versions.1 = tlsv1.3
+ssl_options.versions.2 = tlsv1.2
+CONFIG
+}
+
+# Warns loudly, with the fix, when nothing on localhost:5671 serves a certificate that verifies
+# against $1/ca.pem for the name localhost: the TLS tests will then fail. Never fails itself.
+check_broker_tls() {
+  local certs="$1" answer
+  if answer=$(openssl s_client -connect localhost:5671 -verify_hostname localhost -CAfile "$certs/ca.pem" \
+    -verify_return_error -brief </dev/null 2>&1); then
+    return 0
+  fi
+  printf '\033[1;31m==> WARNING: the running RabbitMQ has no TLS listener on localhost:5671 with a certificate from %s/ca.pem: the TLS tests will fail.\033[0m\n' "$certs" >&2
+  printf '    openssl s_client: %s\n' "$(printf '%s\n' "$answer" | grep -m1 -iE 'error|refused|fail' || printf '%s\n' "$answer" | head -1)" >&2
+  printf '    Fix: stop it (rabbitmqctl stop) and run scripts/test again, which starts one with TLS, or start it yourself with\n    RABBITMQ_CONFIG_FILE=%s rabbitmq-server (the config from write_broker_tls_config in scripts/lib.sh).\n' "$(cd "$certs" && pwd)/rabbitmq.conf" >&2
 }
 
 stop_broker() {

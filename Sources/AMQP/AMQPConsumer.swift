@@ -230,6 +230,8 @@ public final class AMQPConsumer: Sendable {
                     continuation.yield(.cancelledByBroker)
                     try configuration.prepare(connection)
                     consumerTag = try connection.consume(queue: configuration.queue)
+                    continuation.yield(
+                        .consuming(endpoint: connection.endpoint.description, server: connection.serverDescription))
                 case .blocked(let reason):
                     continuation.yield(.blocked(reason: reason))
                 case .unblocked:

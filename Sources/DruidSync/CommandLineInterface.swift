@@ -36,6 +36,10 @@ public enum CommandLineInterface {
             return await runService(environment: environment)
         case "translate":
             return translate(arguments: arguments, environment: environment)
+        case "check":
+            return await CheckCommand.run(arguments: arguments, environment: environment)
+        case "dead-letters":
+            return DeadLetterCommands.run(arguments: arguments, environment: environment)
         default:
             return usageError("unknown command \(command)")
         }
@@ -77,6 +81,36 @@ public enum CommandLineInterface {
                 Uses DRUID_SYNC_CLIENT_ID, DRUID_SYNC_VERB, DRUID_SYNC_DEFAULT_LOCALE,
                 DRUID_SYNC_ASSERTION_TYPOLOGY and DRUID_SYNC_MAX_MESSAGE_BYTES.
                 """
+        case "check":
+            return """
+                usage: druid-sync check
+
+                Checks, with the same DRUID_SYNC_* settings as the daemon: the configuration,
+                the connection to each broker in DRUID_SYNC_AMQP_URL, the topology (every queue
+                exists; with DRUID_SYNC_DECLARE=true also that it matches the settings), and that
+                DRUID grants the configured client a token. Prints one line per check, with what
+                was wrong and how to fix it; never prints a secret.
+                Exits 0 when all pass, 1 when one fails, 2 when a setting is unusable.
+                """
+        case "dead-letters":
+            return """
+                usage: druid-sync dead-letters list [--show-bodies] [--json]
+                       druid-sync dead-letters replay [--reason TEXT] [--limit N] [--dry-run]
+
+                list     counts the messages of the dead-letter queue by reason, with the oldest
+                         and newest failure of each; leaves every message where it is.
+                         --show-bodies also prints each body, passwords shown as ***.
+                         --json prints one JSON document instead of the table.
+                replay   moves dead letters back to the work queue with their attempt count
+                         reset (druid-sync-* headers removed; the producer's headers, properties
+                         and body kept). Each copy is confirmed by the broker before its dead
+                         letter is removed, so an interruption loses nothing (at worst a message
+                         is in both queues).
+                         --reason TEXT  only messages whose reason contains TEXT (case-sensitive)
+                         --limit N      move at most N messages
+                         --dry-run      print what would move; move nothing
+                Exits 0 when done, 1 when the broker failed, 2 on a usage or setting error.
+                """
         default:
             return """
                 usage: druid-sync [COMMAND] [OPTIONS]
@@ -84,6 +118,10 @@ public enum CommandLineInterface {
                 Commands:
                   run                 run the service (the default)
                   translate [FILE|-]  print the DRUID activity an event becomes
+                  check               check the settings, the broker, the topology and DRUID
+                  dead-letters list   count the dead letters by reason (--show-bodies, --json)
+                  dead-letters replay move dead letters back to the work queue
+                                      (--reason TEXT, --limit N, --dry-run)
 
                 Options:
                   --version           print the version of druid-sync and its C libraries

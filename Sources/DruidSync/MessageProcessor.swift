@@ -72,16 +72,18 @@ public struct MessageProcessor<Druid: DruidUpdating, Publisher: ConfirmedPublish
     public let publisher: Publisher
     /// Supplies the current time, for the failure timestamps.
     public let now: @Sendable () -> UTCTimestamp
-    /// Whether a service-side failure should send the message back to the queue to wait
-    /// (the outage breaker is open) instead of through the retry queues.
-    public let holdsServiceFailures: @Sendable () -> Bool
+    /// Told of every DRUID answer as soon as it arrives (so the outage breaker counts
+    /// failures without waiting for copies to be published); returns whether a
+    /// service-side failure should send the message back to the queue to wait (the
+    /// breaker is open) instead of through the retry queues.
+    public let observeAnswer: @Sendable (DruidAnswer) -> Bool
 
     public init(
         decoder: EventDecoder, translator: ActivityTranslator, policy: RetryPolicy, topology: Topology,
         druid: Druid, publisher: Publisher, now: @escaping @Sendable () -> UTCTimestamp,
-        holdsServiceFailures: @escaping @Sendable () -> Bool = { false }
+        observeAnswer: @escaping @Sendable (DruidAnswer) -> Bool = { _ in false }
     ) {
-        self.holdsServiceFailures = holdsServiceFailures
+        self.observeAnswer = observeAnswer
         self.decoder = decoder
         self.translator = translator
         self.policy = policy
@@ -117,6 +119,7 @@ public struct MessageProcessor<Druid: DruidUpdating, Publisher: ConfirmedPublish
             let started = clock.now
             let answer = await druid.update(activity)
             latency += clock.now - started
+            let holds = observeAnswer(answer)
             let outcome = policy.outcome(for: answer, attempt: attempt, immediateRetries: immediateRetries)
             switch outcome {
             case .ack:
@@ -129,7 +132,7 @@ public struct MessageProcessor<Druid: DruidUpdating, Publisher: ConfirmedPublish
                 continue
             case .retry(let queueIndex, _, let reason, let countsAsAttempt):
                 let isServiceFailure = answer.isServiceFailure
-                if isServiceFailure && holdsServiceFailures() {
+                if isServiceFailure && holds {
                     return ProcessingReport(
                         kind: .held, settlement: .requeue, eventId: event.eventId, objectId: event.user.objectId,
                         reason: reason, httpStatus: answer.httpStatus, attempt: attempt, druidLatency: latency,

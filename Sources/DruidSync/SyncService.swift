@@ -19,10 +19,7 @@ public final class SyncService: Sendable {
     let publisher: ConfirmingPublisher
     let processor: MessageProcessor<DruidClient, ConfirmingPublisher>
     let druid: DruidClient
-    let breaker = SharedBreaker()
-    /// Wakes the breaker's probe loop when the breaker opens.
-    private let breakerOpened: AsyncStream<Duration?>.Continuation
-    private let breakerOpenings: AsyncStream<Duration?>
+    let breaker: OutageBreaker
     private let runState = Mutex(RunState())
 
     struct RunState {
@@ -68,14 +65,14 @@ public final class SyncService: Sendable {
                         try TopologyDeclarer.check(topology, on: connection)
                     }
                 }))
-        let breaker = self.breaker
-        (breakerOpenings, breakerOpened) = AsyncStream.makeStream(of: Duration?.self)
+        let breaker = OutageBreaker(logger: logger, consumer: consumer, notifier: notifier)
+        self.breaker = breaker
         let pipeline = EventPipeline(configuration: configuration)
         processor = MessageProcessor(
             decoder: pipeline.decoder, translator: pipeline.translator, policy: configuration.retryPolicy,
             topology: topology, druid: druid, publisher: publisher,
             now: { UTCTimestamp(secondsSince1970: Date().timeIntervalSince1970) },
-            holdsServiceFailures: { breaker.withLock { $0.isOpen } })
+            observeAnswer: { breaker.observe($0) })
     }
 
     /// Runs until stopped by a signal; returns the process exit status.
@@ -93,7 +90,7 @@ public final class SyncService: Sendable {
             group.addTask { await self.watchPublisher() }
             group.addTask { await self.reportPeriodically() }
             group.addTask { await self.supervise() }
-            group.addTask { await self.probeWhileBreakerOpen() }
+            group.addTask { await self.breaker.probe(with: self.druid) }
             group.addTask { await self.checkDruidAtStartUp() }
             group.addTask {
                 for await signal in signals {
@@ -145,7 +142,7 @@ public final class SyncService: Sendable {
             // The consumer is shut down: nothing more will be settled.
             publisher.shutdown()
             http.shutdown()
-            breakerOpened.finish()
+            breaker.finish()
             group.cancelAll()
         }
         if let fatal = runState.withLock({ $0.fatalError }) {
@@ -193,49 +190,9 @@ public final class SyncService: Sendable {
         }
     }
 
-    /// While the breaker is open: probe DRUID with a token request, waiting longer each
-    /// time (and at least DRUID's `Retry-After`); close the breaker and resume consuming
-    /// once DRUID grants a token.
-    private func probeWhileBreakerOpen() async {
-        for await retryAfter in breakerOpenings {
-            var retryAfter = retryAfter
-            while breaker.withLock({ $0.isOpen }) {
-                let delay = breaker.withLock { $0.nextProbeDelay(retryAfter: retryAfter) }
-                do { try await Task.sleep(for: delay) } catch { return }
-                switch await druid.requestToken() {
-                case .success:
-                    let transition = breaker.withLock { $0.recordAnswer() }
-                    if transition == .closed { closeBreaker(reason: "a token probe succeeded") }
-                case .failure(let failure):
-                    breaker.withLock { $0.recordProbeFailure() }
-                    retryAfter = failure.answer.retryAfter
-                    logger.debug("DRUID probe failed; breaker stays open", [("error", .string("\(failure)"))])
-                }
-            }
-        }
-    }
-
-    private func openBreaker(after report: ProcessingReport) {
-        logger.log(
-            report.credentialsRefused ? .error : .warning,
-            report.credentialsRefused
-                ? "breaker open: DRUID refuses the service's credentials or permissions; consuming paused, messages wait in the queue"
-                : "breaker open: DRUID is unavailable; consuming paused, messages wait in the queue",
-            [("reason", .string(report.reason ?? "")), ("http_status", .integer(report.httpStatus ?? 0))])
-        notifier.status(statusLine())
-        consumer.pauseConsuming()
-        breakerOpened.yield(report.retryAfter)
-    }
-
-    private func closeBreaker(reason: String) {
-        logger.notice("breaker closed: DRUID answers again; consuming resumed", [("cause", .string(reason))])
-        consumer.resumeConsuming()
-        notifier.status(statusLine())
-    }
-
     private func handle(_ delivery: Delivery) async {
         defer { statistics.inFlight.subtract(1, ordering: .relaxed) }
-        if breaker.withLock({ $0.isOpen }) {
+        if breaker.isOpen {
             // DRUID is down: do not even try; the message waits in the queue.
             statistics.held.add(1, ordering: .relaxed)
             consumer.reject(delivery, requeue: true)
@@ -250,16 +207,6 @@ public final class SyncService: Sendable {
             // The copy could not be published (broker trouble): give the broker a moment.
             try? await Task.sleep(for: .seconds(1))
             consumer.reject(delivery, requeue: true)
-        }
-        if report.askedDruid {
-            let transition = breaker.withLock { breaker in
-                report.isServiceFailure ? breaker.recordServiceFailure() : breaker.recordAnswer()
-            }
-            switch transition {
-            case .opened: openBreaker(after: report)
-            case .closed: closeBreaker(reason: "a message was applied")
-            case nil: break
-            }
         }
         statistics.recordLatency(report.druidLatency)
         var fields: [(String, LogValue)] = [
@@ -319,7 +266,14 @@ public final class SyncService: Sendable {
     }
 
     private func reportPeriodically() async {
-        let interval = configuration.statsInterval
+        // DRUID_SYNC_STATS_INTERVAL=0 turns the stats line off; a metrics file is then
+        // still written, every MetricsFileWriter.intervalWithoutStats (15 s).
+        let logsStats = configuration.statsInterval > .zero
+        let metrics = configuration.metricsFile.map { MetricsFileWriter(path: $0, logger: logger) }
+        guard logsStats || metrics != nil else { return }
+        let interval = logsStats ? configuration.statsInterval : MetricsFileWriter.intervalWithoutStats
+        metrics?.write(statistics, latency: nil)
+        defer { metrics?.write(statistics, latency: nil, isUp: false) }
         var lastAcked = 0
         var last = ContinuousClock.now
         while !Task.isCancelled {
@@ -338,16 +292,18 @@ public final class SyncService: Sendable {
                 ("in_flight", .integer(statistics.inFlight.load(ordering: .relaxed))),
                 ("held", .integer(statistics.held.load(ordering: .relaxed))),
                 ("messages_per_second", .double(rate)),
-                ("breaker", .string(breaker.withLock { $0.summary })),
+                ("breaker", .string(breaker.summary)),
             ]
             for (reason, count) in statistics.deadLettersByReason.sorted(by: { $0.key < $1.key }) {
                 fields.append(("dead_lettered_\(reason)", .integer(count)))
             }
-            if let (p50, p99) = statistics.takeLatencyPercentiles() {
+            let latency = statistics.takeLatencyPercentiles()
+            if let (p50, p99) = latency {
                 fields.append(("druid_p50_ms", .double(Double(p50 / .microseconds(1)) / 1000)))
                 fields.append(("druid_p99_ms", .double(Double(p99 / .microseconds(1)) / 1000)))
             }
-            logger.info("stats", fields)
+            if logsStats { logger.info("stats", fields) }
+            metrics?.write(statistics, latency: latency, isBreakerOpen: breaker.isOpen)
         }
     }
 
@@ -402,7 +358,7 @@ public final class SyncService: Sendable {
     func statusLine() -> String {
         let state = runState.withLock { $0.hasConsumed } ? "consuming" : "starting"
         return "\(state); \(statistics.recentRate()) msg/s; "
-            + "\(statistics.inFlight.load(ordering: .relaxed)) in flight; breaker \(breaker.withLock { $0.summary })"
+            + "\(statistics.inFlight.load(ordering: .relaxed)) in flight; breaker \(breaker.summary)"
     }
 
     /// SIGTERM and SIGINT: the first starts a graceful stop, the second exits at once.
