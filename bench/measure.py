@@ -110,6 +110,14 @@ class Child:
             pass
 
 
+def machine_ticks():
+    """(busy, total) CPU ticks of the whole machine, from /proc/stat."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return sum(values) - idle, sum(values)
+
+
 def cpu_seconds(pid):
     """User + system CPU time of a process (all its threads), from /proc/<pid>/stat."""
     with open(f"/proc/{pid}/stat") as f:
@@ -375,6 +383,7 @@ class RunResult:
     broker_cpu_seconds: float = None
     standin_cpu_seconds: float = None
     capture_cpu_seconds: float = None
+    machine_busy: float = None
     rss_samples: list = field(default_factory=list)
     notes: list = field(default_factory=list)
 
@@ -464,6 +473,7 @@ class Bench:
         time.sleep(0.2)
 
         broker_pid = self.broker.pid()
+        machine_start = machine_ticks()
         broker_cpu_start = cpu_seconds(broker_pid) if broker_pid else None
         standin_pids = list(standin_pids())
         standin_cpu_start = sum(cpu_seconds(p) for p in standin_pids)
@@ -527,6 +537,9 @@ class Bench:
                     result.broker_cpu_seconds = cpu_seconds(broker_pid) - broker_cpu_start
                 except OSError:
                     pass
+            machine_end = machine_ticks()
+            if machine_end[1] > machine_start[1]:
+                result.machine_busy = (machine_end[0] - machine_start[0]) / (machine_end[1] - machine_start[1])
             try:
                 result.capture_cpu_seconds = cpu_seconds(tcpdump.pid)
             except OSError:
@@ -760,6 +773,8 @@ def print_table(results, stand_in_column=False):
             extra.append(f"stand-in CPU {r.standin_cpu_seconds / r.messages * 1000:.3f} s/1k")
         if r.capture_cpu_seconds is not None:
             extra.append(f"tcpdump CPU {r.capture_cpu_seconds / r.messages * 1000:.3f} s/1k")
+        if r.machine_busy is not None:
+            extra.append(f"machine CPU busy {r.machine_busy * 100:.0f} % (all processes)")
         line = f"  {r.spec.label}: " + ", ".join(extra)
         if r.problem:
             line += f"; PROBLEM: {r.problem}"

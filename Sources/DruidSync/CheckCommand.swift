@@ -89,7 +89,7 @@ enum CheckCommand {
     private static func describe(_ configuration: Configuration) -> String {
         let endpoints = configuration.amqp.endpoints.count
         return "work queue \(configuration.amqp.queue), \(endpoints) broker endpoint\(endpoints == 1 ? "" : "s"), "
-            + "DRUID client \(configuration.druid.clientId) with the secret \(configuration.druid.clientSecretSource)"
+            + "DRUID client \(configuration.druid.clientId) (client secret: \(configuration.druid.clientSecretSource))"
     }
 
     // MARK: Broker

@@ -17,10 +17,12 @@ public enum CommandLineInterface {
     public static func main(arguments: [String], environment: [String: String]) async -> Int32 {
         ProcessSignals.prepare()
         var arguments = arguments
-        let command = arguments.first.flatMap { $0.hasPrefix("-") ? nil : $0 } ?? "run"
+        let namedCommand = arguments.first.flatMap { $0.hasPrefix("-") ? nil : $0 }
+        let command = namedCommand ?? "run"
         if !arguments.isEmpty && !arguments[0].hasPrefix("-") { arguments.removeFirst() }
         if arguments.contains("--help") || arguments.contains("-h") || command == "help" {
-            let topic = command == "help" ? (arguments.first ?? "") : command
+            // `druid-sync --help` is the general help; `druid-sync run --help` the command's.
+            let topic = command == "help" ? (arguments.first ?? "") : (namedCommand ?? "")
             print(help(for: topic))
             return 0
         }
