@@ -384,6 +384,8 @@ class RunResult:
     standin_cpu_seconds: float = None
     capture_cpu_seconds: float = None
     machine_busy: float = None
+    others_cpu_seconds: float = None
+    machine_seconds: float = None
     rss_samples: list = field(default_factory=list)
     notes: list = field(default_factory=list)
 
@@ -474,6 +476,7 @@ class Bench:
 
         broker_pid = self.broker.pid()
         machine_start = machine_ticks()
+        harness_cpu_start = time.process_time()
         broker_cpu_start = cpu_seconds(broker_pid) if broker_pid else None
         standin_pids = list(standin_pids())
         standin_cpu_start = sum(cpu_seconds(p) for p in standin_pids)
@@ -538,6 +541,7 @@ class Bench:
                 except OSError:
                     pass
             machine_end = machine_ticks()
+            harness_cpu = time.process_time() - harness_cpu_start
             if machine_end[1] > machine_start[1]:
                 result.machine_busy = (machine_end[0] - machine_start[0]) / (machine_end[1] - machine_start[1])
             try:
@@ -546,6 +550,12 @@ class Bench:
                 pass
             if standin_pids:
                 result.standin_cpu_seconds = sum(cpu_seconds(p) for p in standin_pids) - standin_cpu_start
+            # Whatever else ran on the machine meanwhile (other users' work), by difference.
+            busy_seconds = (machine_end[0] - machine_start[0]) / CLOCK_TICKS
+            ours = (cpu_end or 0.0) + harness_cpu + (result.broker_cpu_seconds or 0.0) + \
+                (result.standin_cpu_seconds or 0.0) + (result.capture_cpu_seconds or 0.0)
+            result.others_cpu_seconds = max(0.0, busy_seconds - ours)
+            result.machine_seconds = (machine_end[1] - machine_start[1]) / CLOCK_TICKS / (os.cpu_count() or 1)
             if perf_path:
                 consumer.terminate()
                 result.notes.append(f"profile: perf report -i {perf_path} --no-children")
@@ -774,7 +784,9 @@ def print_table(results, stand_in_column=False):
         if r.capture_cpu_seconds is not None:
             extra.append(f"tcpdump CPU {r.capture_cpu_seconds / r.messages * 1000:.3f} s/1k")
         if r.machine_busy is not None:
-            extra.append(f"machine CPU busy {r.machine_busy * 100:.0f} % (all processes)")
+            extra.append(f"machine CPU busy {r.machine_busy * 100:.0f} %")
+        if r.others_cpu_seconds is not None and r.window_seconds:
+            extra.append(f"other processes {r.others_cpu_seconds:.1f} CPU s in those {r.machine_seconds:.1f} s")
         line = f"  {r.spec.label}: " + ", ".join(extra)
         if r.problem:
             line += f"; PROBLEM: {r.problem}"

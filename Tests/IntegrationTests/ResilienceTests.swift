@@ -162,6 +162,41 @@ final class ResilienceTests {
         #expect(daemon.terminate() == 0)
     }
 
+    @Test func brokerAlarmHoldsCopiesButNotAcks() async throws {
+        let emulator = try Emulator()
+        let factory = EventFactory()
+        var seeds = factory.seedUsers(count: 5)
+        seeds.append(["objectId": "it-owner-\(factory.runId)", "ids": ["email": "taken-\(factory.runId)@example.com"]])
+        try await emulator.seedUsers(seeds)
+        try await emulator.admin("POST", "/admin/config", ["latencyMs": 1500])
+        let daemon = try await startDaemon(emulator: emulator)
+        let broker = try BrokerTool()
+        // One message DRUID will reject (its dead-letter copy needs a publish), five it will apply.
+        let rejected =
+            "{\"eventId\":\"dup\",\"user\":{\"objectId\":\"\(factory.objectId(0))\",\"ids\":{\"email\":\"taken-\(factory.runId)@example.com\"}}}"
+        try broker.publish(queue: queue, body: Array(rejected.utf8))
+        for index in 1..<5 { try broker.publish(queue: queue, body: factory.event(index).body) }
+        try broker.waitForConfirms()
+        // A memory alarm: the broker blocks every connection that publishes.
+        try BrokerControl.run("set_vm_memory_high_watermark", "0.000001")
+        var alarmCleared = false
+        defer { if !alarmCleared { try? BrokerControl.run("set_vm_memory_high_watermark", "0.4") } }
+        try await daemon.waitForLog("blocked publishing", timeout: .seconds(20))
+        try await eventually("the four valid messages applied and acked during the alarm") {
+            try await applied(emulator) == 4 && count(daemon.log, "outcome=ack") == 4
+        }
+        #expect(count(daemon.log, "outcome=dead-letter") == 0, "the dead-letter copy waits for the alarm to clear")
+        try BrokerControl.run("set_vm_memory_high_watermark", "0.4")
+        alarmCleared = true
+        try await daemon.waitForLog("unblocked publishing", timeout: .seconds(20))
+        try await daemon.waitForLog("outcome=dead-letter", timeout: .seconds(20))
+        let after = try BrokerTool()
+        try await eventually("the dead-letter copy confirmed and the original acked") {
+            try after.messageCount(queue + ".dead-letter") == 1 && after.messageCount(queue) == 0
+        }
+        #expect(daemon.terminate() == 0)
+    }
+
     @Test func druidOutageOpensTheBreakerAndNothingIsDeadLettered() async throws {
         let emulator = try Emulator()
         let factory = EventFactory()
