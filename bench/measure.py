@@ -556,6 +556,10 @@ class Bench:
                 (result.standin_cpu_seconds or 0.0) + (result.capture_cpu_seconds or 0.0)
             result.others_cpu_seconds = max(0.0, busy_seconds - ours)
             result.machine_seconds = (machine_end[1] - machine_start[1]) / CLOCK_TICKS / (os.cpu_count() or 1)
+            share = result.others_cpu_seconds / max(1e-9, result.machine_seconds * (os.cpu_count() or 1))
+            if share > 0.10:
+                result.notes.append(f"WARNING: other processes took {share * 100:.0f} % of the machine's CPU "
+                                    "during this run: its rate is lower than on a quiet machine")
             if perf_path:
                 consumer.terminate()
                 result.notes.append(f"profile: perf report -i {perf_path} --no-children")

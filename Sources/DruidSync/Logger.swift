@@ -112,19 +112,7 @@ public final class Logger: Sendable {
             line.append(UInt8(ascii: "}"))
         }
         line.append(UInt8(ascii: "\n"))
-        lock.withLock { _ in
-            line.withUnsafeBytes { buffer in
-                var offset = 0
-                while offset < buffer.count {
-                    let written = write(descriptor, buffer.baseAddress! + offset, buffer.count - offset)
-                    if written < 0 {
-                        if errno == EINTR { continue }
-                        return
-                    }
-                    offset += written
-                }
-            }
-        }
+        lock.withLock { _ in line.withUnsafeBytes { writeFully($0, to: descriptor) } }
     }
 
     private func text(_ value: LogValue) -> String {
@@ -215,5 +203,19 @@ public final class Logger: Sendable {
                 milliseconds < 10 ? ".00\(milliseconds)" : milliseconds < 100 ? ".0\(milliseconds)" : ".\(milliseconds)"
         }
         return text + "Z"
+    }
+}
+
+/// Writes every byte of `buffer` to `descriptor`, retrying short writes and EINTR; gives up
+/// silently on any other error (there is nowhere left to report it).
+func writeFully(_ buffer: UnsafeRawBufferPointer, to descriptor: Int32) {
+    var offset = 0
+    while offset < buffer.count {
+        let written = write(descriptor, buffer.baseAddress! + offset, buffer.count - offset)
+        if written < 0 {
+            if errno == EINTR { continue }
+            return
+        }
+        offset += written
     }
 }

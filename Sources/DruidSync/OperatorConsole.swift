@@ -26,18 +26,7 @@ enum OperatorConsole {
     static var isTerminal: Bool { isatty(1) == 1 }
 
     private static func emit(_ text: String, to descriptor: Int32) {
-        var bytes = Array(text.utf8)
-        bytes.withUnsafeMutableBytes { buffer in
-            var offset = 0
-            while offset < buffer.count {
-                let written = write(descriptor, buffer.baseAddress! + offset, buffer.count - offset)
-                if written < 0 {
-                    if errno == EINTR { continue }
-                    return
-                }
-                offset += written
-            }
-        }
+        Array(text.utf8).withUnsafeBytes { writeFully($0, to: descriptor) }
     }
 
     /// The configuration from the environment, or nil after printing why not to standard

@@ -26,18 +26,8 @@ final class EndToEndTests {
     )
         async throws -> Daemon
     {
-        var environment = [
-            "DRUID_SYNC_AMQP_URL": Harness.brokerURL,
-            "DRUID_SYNC_QUEUE": queue,
-            "DRUID_SYNC_QUEUE_TYPE": "classic",
-            "DRUID_SYNC_AUTH_URL": emulator.baseURL,
-            "DRUID_SYNC_GRAPH_URL": emulator.baseURL,
-            "DRUID_SYNC_CLIENT_ID": emulator.clientId,
-            "DRUID_SYNC_CLIENT_SECRET": Harness.clientSecret,
-            "DRUID_SYNC_RETRY_DELAYS": "1s",
-            "DRUID_SYNC_LOG_LEVEL": "debug",
-        ]
-        for (key, value) in extra { environment[key] = value }
+        let environment = Harness.daemonEnvironment(
+            queue: queue, emulator: emulator, extra: ["DRUID_SYNC_LOG_LEVEL": "debug"].merging(extra) { $1 })
         let daemon = try Daemon(
             environment: environment, logFile: directory.appendingPathComponent("daemon-\(daemons.count).log"))
         daemons.append(daemon)

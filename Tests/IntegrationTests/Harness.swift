@@ -25,6 +25,27 @@ enum Harness {
         return executable.deletingLastPathComponent().appendingPathComponent("druid-sync").path
     }
 
+    /// The environment that points a daemon at the test broker, `queue` and `emulator`,
+    /// with short retry delays; `extra` adds or overrides variables.
+    static func daemonEnvironment(
+        queue: String, emulator: Emulator, extra: [String: String] = [:]
+    )
+        -> [String: String]
+    {
+        var environment = [
+            "DRUID_SYNC_AMQP_URL": brokerURL,
+            "DRUID_SYNC_QUEUE": queue,
+            "DRUID_SYNC_QUEUE_TYPE": "classic",
+            "DRUID_SYNC_AUTH_URL": emulator.baseURL,
+            "DRUID_SYNC_GRAPH_URL": emulator.baseURL,
+            "DRUID_SYNC_CLIENT_ID": emulator.clientId,
+            "DRUID_SYNC_CLIENT_SECRET": clientSecret,
+            "DRUID_SYNC_RETRY_DELAYS": "1s",
+        ]
+        for (key, value) in extra { environment[key] = value }
+        return environment
+    }
+
     static func uniqueName(_ prefix: String) -> String {
         "it-\(prefix)-\(UInt32.random(in: 0...UInt32.max))"
     }
