@@ -47,7 +47,8 @@ let package = Package(
 
         .testTarget(name: "UserUpdatesTests", dependencies: ["UserUpdates"], swiftSettings: swiftSettings),
         .testTarget(name: "AMQPTests", dependencies: ["AMQP"], swiftSettings: swiftSettings),
-        .testTarget(name: "DruidTests", dependencies: ["Druid", "HTTPClient"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "DruidTests", dependencies: ["Druid", "HTTPClient", "UserUpdates"], swiftSettings: swiftSettings),
         .testTarget(name: "DruidSyncTests", dependencies: ["DruidSync"], swiftSettings: swiftSettings),
         .testTarget(
             name: "IntegrationTests", dependencies: ["AMQP", "DruidSync", "UserUpdates"],
