@@ -15,7 +15,7 @@ import pika
 
 USERS = [
     ("f385e71af90e7e644b4bead7ffe7380974457de9", "jane", "+34600111222"),
-    ("9b1e0c7d2a4f4e8b8c6d5e4f3a2b1c0d9e8f7a6b", "john", "+34600333444"),
+    ("9b1e0c7d2a4f4e8b8c3d6a5f1e2b3c4d5e6f7a8b", "john", "+34600333444"),
     ("demo-user-3", "maria", "+34600555666"),
     ("demo-user-4", "li", "+34600777888"),
     ("demo-user-5", "sam", "+34600999000"),
