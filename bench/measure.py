@@ -61,8 +61,8 @@ class Processes:
     def __init__(self):
         self.running = []
 
-    def start(self, argv, *, env=None, stdout=None, stderr=None, cwd=None):
-        process = subprocess.Popen(argv, env=env, stdout=stdout, stderr=stderr, cwd=cwd,
+    def start(self, argv, *, env=None, stdout=None, stderr=None, cwd=None, user=None, group=None):
+        process = subprocess.Popen(argv, env=env, stdout=stdout, stderr=stderr, cwd=cwd, user=user, group=group,
                                    stdin=subprocess.DEVNULL, start_new_session=True)
         self.running.append(process)
         return process
@@ -201,26 +201,43 @@ class Broker:
         self.workdir = workdir
         self.process = None
 
-    def reachable(self):
+    def reachable(self, attempts=1):
+        """True when an AMQP login works (a busy broker gets `attempts` tries, 2 s apart)."""
+        for attempt in range(attempts):
+            try:
+                pika.BlockingConnection(pika.URLParameters(self.url + self._query("socket_timeout=5"))).close()
+                return True
+            except Exception:  # noqa: BLE001 - any failure means "not now"
+                if attempt + 1 < attempts:
+                    time.sleep(2)
+        return False
+
+    def listening(self):
         try:
-            pika.BlockingConnection(pika.URLParameters(self.url + self._query("socket_timeout=2"))).close()
-            return True
-        except Exception:  # noqa: BLE001 - any failure means "not there"
+            with socket.create_connection((self.parsed.hostname or "127.0.0.1", self.port), timeout=2):
+                return True
+        except OSError:
             return False
 
     def _query(self, extra):
         return ("&" if "?" in self.url else "?") + extra
 
     def ensure_running(self):
-        if self.reachable():
+        if self.listening():
+            # Something listens: a broker that is already running (maybe busy, maybe
+            # restarting). Never start a second one beside it; wait for it instead.
+            if not self.reachable(attempts=15):
+                raise RuntimeError(f"something listens on port {self.port} but AMQP login fails: "
+                                   f"check {self.url}")
             print(f"RabbitMQ: already running on port {self.port} (left running at the end)")
             return
         if shutil.which("rabbitmq-server") is None:
             raise RuntimeError("RabbitMQ is not running and rabbitmq-server is not installed "
                                "(apt-get install rabbitmq-server)")
-        env = dict(os.environ)
+        env = dict(os.environ, HOME="/var/lib/rabbitmq")
         if self.port != 5672:
             # A private node beside any other: its own name, ports and files.
+            os.chmod(self.workdir, 0o711)  # the rabbitmq user must reach its folder
             base = os.path.join(self.workdir, "rabbitmq")
             os.makedirs(base, exist_ok=True)
             shutil.chown(base, "rabbitmq", "rabbitmq")
@@ -229,7 +246,15 @@ class Broker:
                        RABBITMQ_LOG_BASE=base, RABBITMQ_ENABLED_PLUGINS="[]")
         print(f"RabbitMQ: not running; starting rabbitmq-server on port {self.port}")
         log = open(os.path.join(self.workdir, "rabbitmq-server.log"), "wb")
-        self.process = self.processes.start(["rabbitmq-server"], env=env, stdout=log, stderr=subprocess.STDOUT)
+        # The server script itself, as the rabbitmq user (what Debian's wrapper does through
+        # su): its PID then stops the broker gracefully on SIGTERM (the script traps it and
+        # runs `rabbitmqctl stop`), where su would leave the Erlang VM running.
+        script = "/usr/lib/rabbitmq/bin/rabbitmq-server"
+        if os.path.exists(script) and os.geteuid() == 0:
+            self.process = self.processes.start([script], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                                cwd="/var/lib/rabbitmq", user="rabbitmq", group="rabbitmq")
+        else:
+            self.process = self.processes.start(["rabbitmq-server"], env=env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 120
         while not self.reachable():
             if self.process.poll() is not None or time.monotonic() > deadline:
@@ -426,14 +451,15 @@ class Bench:
         return ConsumerSpec("reference", "reference (Python aio-pika+aiohttp)",
                             [PYTHON, os.path.join(BENCH_DIR, "reference_consumer.py")], dict(env))
 
-    def ack_only_spec(self, concurrency):
+    def ack_only_spec(self, concurrency, coalesce=False):
         url = self.broker.parsed
         vhost = urllib.parse.unquote(url.path[1:]) if len(url.path) > 1 else "/"
-        return ConsumerSpec(
-            "ack-only", "ack-only (rabbitmq-c, C)",
-            [self.args.ack_only_binary, url.hostname or "127.0.0.1", str(url.port or 5672),
-             urllib.parse.unquote(url.username or "guest"), urllib.parse.unquote(url.password or "guest"),
-             vhost, "@QUEUE@", str(concurrency)])
+        argv = [self.args.ack_only_binary, url.hostname or "127.0.0.1", str(url.port or 5672),
+                urllib.parse.unquote(url.username or "guest"), urllib.parse.unquote(url.password or "guest"),
+                vhost, "@QUEUE@", str(concurrency)]
+        if coalesce:
+            return ConsumerSpec("ack-only-coalesce", "ack-only, coalesced acks (C)", argv + ["coalesce"])
+        return ConsumerSpec("ack-only", "ack-only (rabbitmq-c, C)", argv)
 
     def ack_only_python_spec(self, standin_url, concurrency):
         env = self.daemon_spec(standin_url, concurrency).env
@@ -481,7 +507,8 @@ class Bench:
         standin_pids = list(standin_pids())
         standin_cpu_start = sum(cpu_seconds(p) for p in standin_pids)
 
-        env = dict(os.environ)
+        # Only the benchmark's settings: none of the caller's DRUID_SYNC_* variables leak in.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DRUID_SYNC_")}
         env.update(spec.env)
         env["DRUID_SYNC_QUEUE"] = queue
         argv = [queue if a == "@QUEUE@" else a for a in spec.argv]
@@ -642,7 +669,8 @@ class Bench:
         url = nginx.start()
         print(f"DRUID stand-in: nginx (constant answers) on {url}, pid {nginx.process.pid}")
         specs = {"druid-sync": self.daemon_spec(url, c), "reference": self.reference_spec(url, c),
-                 "ack-only": self.ack_only_spec(c), "ack-only-python": self.ack_only_python_spec(url, c)}
+                 "ack-only": self.ack_only_spec(c), "ack-only-python": self.ack_only_python_spec(url, c),
+                 "ack-only-coalesce": self.ack_only_spec(c, coalesce=True)}
         results = {}
         for key in self.args.consumers:
             results[key] = self.run_consumer(specs[key], n, n, "throughput", standin_pids=nginx.worker_pids,
@@ -702,11 +730,11 @@ class Bench:
             nginx.stop()
             rows.append(result)
             if result.ok:
-                verdicts.append((f"  same, nginx stand-in (diagnostic, no target)",
+                verdicts.append(("  same, nginx stand-in (diagnostic, no target)",
                                  f"{result.rate / ideal * 100:.1f} %", None))
         self.print_header("latency", n, c, f"{delay * 1000:.0f} ms added to each call; "
                           f"ideal = {c} / (2 × {delay * 1000:.0f} ms) = {ideal:,.0f} msg/s")
-        print_table(rows, stand_in_column=True)
+        print_table(rows)
         print_verdicts(verdicts)
         return verdicts
 
@@ -766,7 +794,7 @@ def fmt_pair(pair, digits=1):
     return f"{pair[0]:,.{digits}f} / {pair[1]:,.{digits}f}"
 
 
-def print_table(results, stand_in_column=False):
+def print_table(results):
     header = (f"{'consumer':<36} {'msgs/s':>9}  {'CPU s/1k msgs':>13}  {'peak RSS MiB':>12}  "
               f"{'publish→ack p50/p99 ms':>24}  {'deliver→ack p50/p99 ms':>24}")
     print(header)
@@ -832,9 +860,9 @@ def main():
     parser.add_argument("--poll-interval", type=float, default=0.25)
     parser.add_argument("--stall-timeout", type=float, default=60.0)
     args = parser.parse_args()
-    args.consumers = [c.strip() for c in args.consumers.split(",") if c.strip()]
+    args.consumers = list(dict.fromkeys(c.strip() for c in args.consumers.split(",") if c.strip()))
     for c in args.consumers:
-        if c not in ("druid-sync", "reference", "ack-only", "ack-only-python"):
+        if c not in ("druid-sync", "reference", "ack-only", "ack-only-python", "ack-only-coalesce"):
             parser.error(f"unknown consumer {c}")
     if os.geteuid() != 0:
         parser.error("tcpdump needs root (or CAP_NET_RAW) to capture on lo")
@@ -853,6 +881,9 @@ def main():
     except KeyboardInterrupt:
         interrupted = True
         print("\ninterrupted: stopping what the benchmark started", file=sys.stderr)
+    except Exception:
+        bench.failed = True
+        raise
     finally:
         bench.processes.stop_all(keep=bench.broker.process)
         for queue in bench.queues:
