@@ -1,4 +1,3 @@
-import Foundation
 import Synchronization
 
 /// A consuming connection on a thread of its own that reconnects by itself.
@@ -77,9 +76,7 @@ public final class AMQPConsumer: Sendable {
     public init(configuration: Configuration) {
         self.configuration = configuration
         (events, continuation) = AsyncStream.makeStream(of: Event.self)
-        let thread = Thread { [self] in run() }
-        thread.name = "amqp-consumer"
-        thread.start()
+        DedicatedThread.start(named: "amqp-consumer") { [self] in run() }
     }
 
     /// Acknowledges a delivery: the message is done.

@@ -1,4 +1,3 @@
-import Foundation
 import Synchronization
 
 /// A publishing connection with publisher confirms, on a thread of its own, that
@@ -49,9 +48,7 @@ public final class ConfirmingPublisher: Sendable {
         options.connectionName += " (publisher)"
         self.options = options
         (events, continuation) = AsyncStream.makeStream(of: Event.self)
-        let thread = Thread { [self] in run() }
-        thread.name = "amqp-publisher"
-        thread.start()
+        DedicatedThread.start(named: "amqp-publisher") { [self] in run() }
     }
 
     /// Publishes with `mandatory` set and waits for the broker's confirm.

@@ -1,8 +1,12 @@
 import AMQP
 import Druid
-import Foundation
+import FoundationEssentials
 import HTTPClient
 import UserUpdates
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// The `druid-sync` command line: parses arguments and runs a command.
 ///
@@ -48,7 +52,7 @@ public enum CommandLineInterface {
     }
 
     static func usageError(_ message: String) -> Int32 {
-        FileHandle.standardError.write(Data("druid-sync: \(message)\n\n\(help(for: ""))\n".utf8))
+        OperatorConsole.problem("\(message)\n\n\(help(for: ""))")
         return 2
     }
 
@@ -138,16 +142,16 @@ public enum CommandLineInterface {
         do {
             configuration = try Configuration.fromEnvironment(environment, readFile: Configuration.readTextFile)
         } catch {
-            FileHandle.standardError.write(Data("druid-sync: \(error)\n".utf8))
+            OperatorConsole.problem("\(error)")
             return 2
         }
         let path = arguments.first ?? "-"
         let body: [UInt8]
         if path == "-" {
-            body = [UInt8](FileHandle.standardInput.readDataToEndOfFile())
+            body = OperatorConsole.readStandardInput()
         } else {
             guard let data = FileManager.default.contents(atPath: path) else {
-                FileHandle.standardError.write(Data("druid-sync: cannot read \(path)\n".utf8))
+                OperatorConsole.problem("cannot read \(path)")
                 return 2
             }
             body = [UInt8](data)
@@ -160,7 +164,7 @@ public enum CommandLineInterface {
             if let language = activity.acceptLanguage { print("Accept-Language: \(language)") }
             return 0
         case .failure(let invalid):
-            FileHandle.standardError.write(Data("\(invalid.reason)\n".utf8))
+            OperatorConsole.raw("\(invalid.reason)\n", toStandardError: true)
             return 1
         }
     }
@@ -170,7 +174,7 @@ public enum CommandLineInterface {
         do {
             configuration = try Configuration.fromEnvironment(environment, readFile: Configuration.readTextFile)
         } catch {
-            FileHandle.standardError.write(Data("druid-sync: configuration error: \(error)\n".utf8))
+            OperatorConsole.problem("configuration error: \(error)")
             return 2
         }
         let logger = Logger(

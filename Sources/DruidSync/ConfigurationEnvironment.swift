@@ -1,5 +1,9 @@
-import Foundation
+import FoundationEssentials
 import UserUpdates
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 extension Configuration {
     /// Reads the configuration from environment variables (names and defaults on each

@@ -1,5 +1,5 @@
 import AMQP
-import Foundation
+import FoundationEssentials
 
 #if canImport(Glibc)
     import Glibc
@@ -17,7 +17,23 @@ enum OperatorConsole {
     static func line(_ text: String) { emit(text + "\n", to: 1) }
 
     /// Writes `text` to standard output as it is (progress lines that end in `\r`).
-    static func raw(_ text: String) { emit(text, to: 1) }
+    static func raw(_ text: String, toStandardError: Bool = false) { emit(text, to: toStandardError ? 2 : 1) }
+
+    /// Everything on standard input, until end of file.
+    static func readStandardInput() -> [UInt8] {
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65_536)
+        while true {
+            let count = read(0, &chunk, chunk.count)
+            if count > 0 {
+                bytes.append(contentsOf: chunk[0..<count])
+            } else if count < 0 && errno == EINTR {
+                continue
+            } else {
+                return bytes
+            }
+        }
+    }
 
     /// Writes `druid-sync: text` and a line end to standard error.
     static func problem(_ text: String) { emit("druid-sync: " + text + "\n", to: 2) }

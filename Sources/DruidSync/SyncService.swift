@@ -1,9 +1,13 @@
 import AMQP
 import Druid
-import Foundation
+import FoundationEssentials
 import HTTPClient
 import Synchronization
 import UserUpdates
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// The daemon: consumes deliveries, has each processed, settles it, and stops gracefully.
 ///
@@ -404,15 +408,13 @@ enum ProcessSignals {
         guard pipe(&ends) == 0 else { return }
         pipeWriteEnd = ends[1]
         let readEnd = ends[0]
-        let thread = Thread {
+        DedicatedThread.start(named: "signals") {
             var number: UInt8 = 0
             while true {
                 let count = read(readEnd, &number, 1)
                 if count == 1 { handler(Int32(number)) } else if count < 0 && errno != EINTR { return }
             }
         }
-        thread.name = "signals"
-        thread.start()
         var action = sigaction()
         action.__sigaction_handler.sa_handler = { number in
             var byte = UInt8(truncatingIfNeeded: number)

@@ -1,5 +1,5 @@
 import DruidSync
-import Foundation
+import FoundationEssentials
 
 #if canImport(Glibc)
     import Glibc
