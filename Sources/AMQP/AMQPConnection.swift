@@ -248,6 +248,16 @@ public final class AMQPConnection {
         if status != AMQP_STATUS_OK.rawValue { throw AMQPError.status(status, context: "ack") }
     }
 
+    /// Runs `body` with the socket corked when `isBatch` (`TCP_CORK`): the frames it writes
+    /// leave together when it returns, in as few TCP segments as fit.
+    public func corked(_ isBatch: Bool, _ body: () throws(AMQPError) -> Void) throws(AMQPError) {
+        guard isBatch else { return try body() }
+        let descriptor = socketDescriptor
+        _ = druid_amqp_set_socket_int_option(descriptor, Int32(IPPROTO_TCP), TCP_CORK, 1)
+        defer { _ = druid_amqp_set_socket_int_option(descriptor, Int32(IPPROTO_TCP), TCP_CORK, 0) }
+        try body()
+    }
+
     /// Rejects a delivery, back to the queue when `requeue`. Wraps `amqp_basic_nack`.
     public func reject(_ deliveryTag: UInt64, requeue: Bool) throws(AMQPError) {
         let status = amqp_basic_nack(state, channel, deliveryTag, 0, requeue ? 1 : 0)

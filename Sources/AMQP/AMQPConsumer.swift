@@ -53,6 +53,13 @@ public final class AMQPConsumer: Sendable {
         case stopConsuming
         case pause
         case resume
+
+        var isSettlement: Bool {
+            switch self {
+            case .ack, .reject: true
+            case .stopConsuming, .pause, .resume: false
+            }
+        }
     }
 
     private struct Shared {
@@ -194,12 +201,23 @@ public final class AMQPConsumer: Sendable {
                 state.commands.removeAll(keepingCapacity: true)
                 return (taken, state.isShuttingDown)
             }
-            for command in commands {
+            // Settlements first, written as one batch: with TCP_CORK the kernel sends the
+            // acks of a loop turn in as few segments as fit, instead of one each.
+            let settlements = commands.filter(\.isSettlement)
+            try connection.corked(settlements.count > 1) { () throws(AMQPError) in
+                for command in settlements {
+                    switch command {
+                    case .ack(let tag, let generation) where generation == connection.generation:
+                        try connection.ack(tag)
+                    case .reject(let tag, let generation, let requeue) where generation == connection.generation:
+                        try connection.reject(tag, requeue: requeue)
+                    default:
+                        break
+                    }
+                }
+            }
+            for command in commands where !command.isSettlement {
                 switch command {
-                case .ack(let tag, let generation) where generation == connection.generation:
-                    try connection.ack(tag)
-                case .reject(let tag, let generation, let requeue) where generation == connection.generation:
-                    try connection.reject(tag, requeue: requeue)
                 case .stopConsuming where isConsuming, .pause where isConsuming:
                     isConsuming = false
                     try connection.cancel(consumerTag: consumerTag)
