@@ -193,6 +193,8 @@ public final class AMQPConsumer: Sendable {
     /// Reads deliveries and sends settlements until shutdown (returns) or a failure (throws).
     private func serve(_ connection: AMQPConnection, consumerTag: inout String) throws(AMQPError) {
         var isConsuming = !consumerTag.isEmpty
+        // Acks of one loop turn leave as few frames as possible (see AckCoalescer).
+        var coalescer = AckCoalescer()
         let idleWait = Duration.milliseconds(500)
         while true {
             turns.add(1, ordering: .relaxed)
@@ -203,17 +205,27 @@ public final class AMQPConsumer: Sendable {
             }
             // Settlements first, written as one batch: with TCP_CORK the kernel sends the
             // acks of a loop turn in as few segments as fit, instead of one each.
-            let settlements = commands.filter(\.isSettlement)
-            try connection.corked(settlements.count > 1) { () throws(AMQPError) in
-                for command in settlements {
-                    switch command {
-                    case .ack(let tag, let generation) where generation == connection.generation:
-                        try connection.ack(tag)
-                    case .reject(let tag, let generation, let requeue) where generation == connection.generation:
-                        try connection.reject(tag, requeue: requeue)
-                    default:
-                        break
+            var acks: [UInt64] = []
+            var rejects: [(tag: UInt64, requeue: Bool)] = []
+            for command in commands {
+                switch command {
+                case .ack(let tag, let generation) where generation == connection.generation:
+                    acks.append(tag)
+                case .reject(let tag, let generation, let requeue) where generation == connection.generation:
+                    rejects.append((tag, requeue))
+                default:
+                    break
+                }
+            }
+            if !acks.isEmpty || !rejects.isEmpty {
+                try connection.corked(acks.count + rejects.count > 1) { () throws(AMQPError) in
+                    for reject in rejects {
+                        try connection.reject(reject.tag, requeue: reject.requeue)
+                        coalescer.rejected(reject.tag)
                     }
+                    let plan = coalescer.plan(acking: acks)
+                    if let upTo = plan.multipleUpTo { try connection.ack(upTo, multiple: true) }
+                    for tag in plan.singles { try connection.ack(tag) }
                 }
             }
             for command in commands where !command.isSettlement {
@@ -239,6 +251,7 @@ public final class AMQPConsumer: Sendable {
                 guard let event = try connection.nextEvent(timeout: .zero) else { break }
                 switch event {
                 case .delivery(let delivery):
+                    coalescer.delivered(delivery.deliveryTag)
                     continuation.yield(.delivery(delivery))
                 case .consumerCancelled:
                     guard isConsuming else { break }
