@@ -67,6 +67,10 @@ public final class AMQPConsumer: Sendable {
         var isShuttingDown = false
         /// Paused or stopped consumers are not restarted on reconnect.
         var wantsDeliveries = true
+        /// The connection's thread is in, or about to enter, `poll`.
+        var isPolling = false
+        /// A wake-up was sent since the thread last went to poll.
+        var isWakeupPending = false
     }
 
     public let events: AsyncStream<Event>
@@ -124,8 +128,15 @@ public final class AMQPConsumer: Sendable {
     }
 
     private func submit(_ command: Command) {
-        shared.withLock { $0.commands.append(command) }
-        wakeup.signal()
+        // Wake the thread only if it is (about to be) asleep in poll; a busy thread picks
+        // the command up on its next turn, which saves an eventfd write and a wake-up per ack.
+        let mustWake = shared.withLock { state -> Bool in
+            state.commands.append(command)
+            guard state.isPolling && !state.isWakeupPending else { return false }
+            state.isWakeupPending = true
+            return true
+        }
+        if mustWake { wakeup.signal() }
     }
 
     private var isShuttingDown: Bool { shared.withLock { $0.isShuttingDown } }
@@ -244,7 +255,18 @@ public final class AMQPConsumer: Sendable {
             }
             if stopping { return }
             if !connection.hasBufferedInput {
-                _ = wakeup.wait(socket: connection.socketDescriptor, timeout: idleWait)
+                // Sleep only when no command arrived since the inbox was emptied; from here
+                // on, submitters know to wake us.
+                let maySleep = shared.withLock { state -> Bool in
+                    guard state.commands.isEmpty && !state.isShuttingDown else { return false }
+                    state.isPolling = true
+                    state.isWakeupPending = false
+                    return true
+                }
+                if maySleep {
+                    _ = wakeup.wait(socket: connection.socketDescriptor, timeout: idleWait)
+                    shared.withLock { $0.isPolling = false }
+                }
             }
             // Read whatever is there without blocking; this also sends and checks heartbeats.
             for _ in 0..<256 {
