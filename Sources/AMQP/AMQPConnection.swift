@@ -383,22 +383,16 @@ public final class AMQPConnection {
         case AMQP_CONNECTION_UNBLOCKED_METHOD:
             return .unblocked
         case AMQP_CHANNEL_CLOSE_METHOD:
-            let close = decoded.assumingMemoryBound(to: amqp_channel_close_t.self).pointee
-            var ok = amqp_channel_close_ok_t(dummy: 0)
-            _ = amqp_send_method(state, frame.channel, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok)
             isOpen = false
+            let error = Self.answerClose(
+                id: method.id, decoded: decoded, channel: frame.channel, state: state, context: "channel")!
+            // Our only channel is gone: the connection is of no further use.
             _ = amqp_connection_close(state, AMQP_REPLY_SUCCESS)
-            throw AMQPError(
-                code: .channelClosed, context: "channel", detail: CValues.string(close.reply_text),
-                replyCode: close.reply_code)
+            throw error
         case AMQP_CONNECTION_CLOSE_METHOD:
-            let close = decoded.assumingMemoryBound(to: amqp_connection_close_t.self).pointee
-            var ok = amqp_connection_close_ok_t(dummy: 0)
-            _ = amqp_send_method(state, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok)
             isOpen = false
-            throw AMQPError(
-                code: .connectionClosed, context: "connection", detail: CValues.string(close.reply_text),
-                replyCode: close.reply_code)
+            throw Self.answerClose(
+                id: method.id, decoded: decoded, channel: 0, state: state, context: "connection")!
         default:
             return nil
         }
@@ -426,25 +420,38 @@ public final class AMQPConnection {
             guard let decoded = reply.reply.decoded else {
                 return AMQPError(code: .protocolError, context: context, detail: "server exception")
             }
-            if reply.reply.id == AMQP_CONNECTION_CLOSE_METHOD {
-                let close = decoded.assumingMemoryBound(to: amqp_connection_close_t.self).pointee
-                var ok = amqp_connection_close_ok_t(dummy: 0)
-                _ = amqp_send_method(state, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok)
-                return AMQPError(
-                    code: .connectionClosed, context: context, detail: CValues.string(close.reply_text),
-                    replyCode: close.reply_code)
-            }
-            if reply.reply.id == AMQP_CHANNEL_CLOSE_METHOD {
-                let close = decoded.assumingMemoryBound(to: amqp_channel_close_t.self).pointee
-                var ok = amqp_channel_close_ok_t(dummy: 0)
-                _ = amqp_send_method(state, 1, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok)
-                return AMQPError(
-                    code: .channelClosed, context: context, detail: CValues.string(close.reply_text),
-                    replyCode: close.reply_code)
-            }
-            return AMQPError(code: .protocolError, context: context, detail: "unexpected server method")
+            let channel: amqp_channel_t = reply.reply.id == AMQP_CONNECTION_CLOSE_METHOD ? 0 : 1
+            return answerClose(id: reply.reply.id, decoded: decoded, channel: channel, state: state, context: context)
+                ?? AMQPError(code: .protocolError, context: context, detail: "unexpected server method")
         default:
             return AMQPError(code: .protocolError, context: context, detail: "no reply from the library")
+        }
+    }
+
+    /// For a `channel.close` or `connection.close` from the broker: answers it with the
+    /// matching `close-ok` (so the broker ends cleanly) and returns the error it carries;
+    /// nil for any other method.
+    private static func answerClose(
+        id: amqp_method_number_t, decoded: UnsafeMutableRawPointer, channel: amqp_channel_t,
+        state: amqp_connection_state_t, context: String
+    ) -> AMQPError? {
+        switch id {
+        case AMQP_CONNECTION_CLOSE_METHOD:
+            let close = decoded.assumingMemoryBound(to: amqp_connection_close_t.self).pointee
+            var ok = amqp_connection_close_ok_t(dummy: 0)
+            _ = amqp_send_method(state, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok)
+            return AMQPError(
+                code: .connectionClosed, context: context, detail: CValues.string(close.reply_text),
+                replyCode: close.reply_code)
+        case AMQP_CHANNEL_CLOSE_METHOD:
+            let close = decoded.assumingMemoryBound(to: amqp_channel_close_t.self).pointee
+            var ok = amqp_channel_close_ok_t(dummy: 0)
+            _ = amqp_send_method(state, channel, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok)
+            return AMQPError(
+                code: .channelClosed, context: context, detail: CValues.string(close.reply_text),
+                replyCode: close.reply_code)
+        default:
+            return nil
         }
     }
 
