@@ -1419,6 +1419,13 @@ def main(argv=None):
     logging.basicConfig(level=logging.CRITICAL if args.quiet else logging.WARNING,
                         format="druid-emulator: %(levelname)s %(name)s: %(message)s")
     try:
+        try:
+            # uvloop (Debian's python3-uvloop) roughly halves the event loop's cost per
+            # request; the emulator works the same without it.
+            import uvloop
+            uvloop.install()
+        except ImportError:
+            pass
         asyncio.run(serve(args))
     except (OSError, ValueError, AdminError) as exc:
         print("druid-emulator: %s" % exc, file=sys.stderr, flush=True)
