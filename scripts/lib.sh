@@ -9,7 +9,8 @@ log() { printf '\033[1m==> [%s] %s\033[0m\n' "$(date +%H:%M:%S)" "$*" >&2; }
 DEBIAN_PACKAGES=(
   librabbitmq-dev libssl-dev libcurl4-openssl-dev libsystemd-dev pkg-config
   rabbitmq-server python3 python3-aiohttp python3-uvloop python3-pika python3-aio-pika
-  openssl ca-certificates nginx-light systemd procps iproute2
+  openssl ca-certificates curl nginx-light systemd procps iproute2
+  dpkg-dev binutils file
 )
 
 # Installs whatever of DEBIAN_PACKAGES is missing (needs root).

@@ -1,3 +1,4 @@
+import Locking
 import Synchronization
 
 /// A consuming connection on a thread of its own that reconnects by itself.
@@ -79,10 +80,10 @@ public final class AMQPConsumer: Sendable {
     public var loopTurns: UInt64 { turns.load(ordering: .relaxed) }
     private let turns = Atomic<UInt64>(0)
     private let continuation: AsyncStream<Event>.Continuation
-    private let shared = Mutex(Shared())
+    private let shared = Locked(Shared())
     private let wakeup = Wakeup()
     private let configuration: Configuration
-    private let finished = Mutex(false)
+    private let finished = Locked(false)
 
     public init(configuration: Configuration) {
         self.configuration = configuration

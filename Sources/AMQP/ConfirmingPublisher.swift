@@ -1,3 +1,4 @@
+import Locking
 import Synchronization
 
 /// A publishing connection with publisher confirms, on a thread of its own, that
@@ -36,7 +37,7 @@ public final class ConfirmingPublisher: Sendable {
 
     public let events: AsyncStream<Event>
     private let continuation: AsyncStream<Event>.Continuation
-    private let shared = Mutex(Shared())
+    private let shared = Locked(Shared())
     private let wakeup = Wakeup()
     private let endpoints: [AMQPEndpoint]
     private let options: AMQPConnectionOptions

@@ -1,5 +1,6 @@
 import AMQP
 import Druid
+import Locking
 import Synchronization
 import UserUpdates
 
@@ -87,7 +88,7 @@ struct DruidBreaker: Sendable, Equatable {
 /// The service's outage breaker in action: records DRUID's answers as they arrive,
 /// pauses and resumes consuming on its transitions, and probes DRUID while open.
 final class OutageBreaker: Sendable {
-    private let state = Mutex(DruidBreaker())
+    private let state = Locked(DruidBreaker())
     private let logger: Logger
     private let consumer: AMQPConsumer
     private let notifier: SystemdNotifier

@@ -1,3 +1,4 @@
+import Locking
 import Synchronization
 
 #if canImport(Glibc)
@@ -64,7 +65,9 @@ public final class Logger: Sendable {
     /// When stderr is the journal, each line starts with `<priority>` so
     /// `journalctl -p warning` works.
     private let isJournal: Bool
-    private let lock = Mutex(())
+    /// Counts the lines written; the count itself is only there to give the lock a value
+    /// (a lock around an empty value confuses ThreadSanitizer's access tracking).
+    private let lock = Locked(0)
 
     public init(level: LogLevel, format: LogFormat, descriptor: Int32 = 2, isJournal: Bool = false) {
         self.level = level
@@ -112,7 +115,10 @@ public final class Logger: Sendable {
             line.append(UInt8(ascii: "}"))
         }
         line.append(UInt8(ascii: "\n"))
-        lock.withLock { _ in line.withUnsafeBytes { writeFully($0, to: descriptor) } }
+        lock.withLock { linesWritten in
+            line.withUnsafeBytes { writeFully($0, to: descriptor) }
+            linesWritten &+= 1
+        }
     }
 
     private func text(_ value: LogValue) -> String {

@@ -1,3 +1,4 @@
+import Locking
 import Synchronization
 
 #if canImport(Glibc)
@@ -142,7 +143,7 @@ final class MetricsFileWriter: Sendable {
 
     let path: String
     private let logger: Logger
-    private let isFailing = Mutex(false)
+    private let isFailing = Locked(false)
 
     init(path: String, logger: Logger) {
         self.path = path

@@ -1,3 +1,4 @@
+import Locking
 import Synchronization
 
 /// Counters shared by the processing tasks, read by the periodic stats line and the
@@ -10,10 +11,10 @@ final class Statistics: Sendable {
     let requeued = Atomic<Int>(0)
     /// Deliveries sent back to wait in the queue while the breaker was open.
     let held = Atomic<Int>(0)
-    private let rate = Mutex(RateWindow())
+    private let rate = Locked(RateWindow())
     let inFlight = Atomic<Int>(0)
-    private let reasons = Mutex<[String: Int]>([:])
-    private let latencies = Mutex(LatencyWindow())
+    private let reasons = Locked<[String: Int]>([:])
+    private let latencies = Locked(LatencyWindow())
 
     init() {}
 

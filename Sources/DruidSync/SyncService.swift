@@ -2,6 +2,7 @@ import AMQP
 import Druid
 import FoundationEssentials
 import HTTPClient
+import Locking
 import Synchronization
 import UserUpdates
 
@@ -24,7 +25,7 @@ public final class SyncService: Sendable {
     let processor: MessageProcessor<DruidClient, ConfirmingPublisher>
     let druid: DruidClient
     let breaker: OutageBreaker
-    private let runState = Mutex(RunState())
+    private let runState = Locked(RunState())
 
     struct RunState {
         var signals = 0

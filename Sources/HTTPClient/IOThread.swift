@@ -1,3 +1,4 @@
+import Locking
 import Synchronization
 
 #if canImport(Glibc)
@@ -14,7 +15,7 @@ final class IOThread: Sendable {
     private let identifier: pthread_t
     /// True once joined, so a second `join` returns at once; held during the join so that
     /// concurrent callers all return after the thread has ended.
-    private let isJoined = Mutex(false)
+    private let isJoined = Locked(false)
 
     /// The body handed to the new thread.
     private final class Launch {

@@ -1,4 +1,5 @@
 internal import CCurl
+import Locking
 import Synchronization
 
 #if canImport(Glibc)
@@ -13,7 +14,7 @@ import Synchronization
 ///
 /// Tasks hand transfers over through `inbox` and wake the thread with `curl_multi_wakeup`
 /// only when it may be asleep in `curl_multi_poll`, so a busy thread is not interrupted.
-// @unchecked: only `inbox` (a Mutex) is shared; everything else is confined to the I/O thread.
+// @unchecked: only `inbox` (a Locked) is shared; everything else is confined to the I/O thread.
 final class TransferEngine: @unchecked Sendable {
     /// What tasks hand to the I/O thread.
     private struct Inbox {
@@ -28,7 +29,7 @@ final class TransferEngine: @unchecked Sendable {
         var isWakeupPending = false
     }
 
-    private let inbox = Mutex(Inbox())
+    private let inbox = Locked(Inbox())
     private let multi: MultiHandle
     private let settings: TransferSettings
     private let maximumIdleHandles: Int
