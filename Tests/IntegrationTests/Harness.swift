@@ -268,3 +268,21 @@ func stopProcess(_ process: Process, signal: Int32, timeout: Duration = .seconds
     }
     return process.terminationStatus
 }
+
+/// Fails the test if `text` (a log, a command's output) holds any secret of the run: the
+/// client secret, a user password, or a code verifier or token the emulator saw.
+func expectNoSecrets(in text: String, emulator: Emulator, passwords: [String]) async throws {
+    #expect(!text.contains(Harness.clientSecret), "the client secret was printed")
+    for password in passwords { #expect(!text.contains(password), "a user password was printed") }
+    for request in try await emulator.requests(endpoint: "update") {
+        if let verifier = (request["query"] as? [String: Any])?["code_verifier"] as? String {
+            #expect(!text.contains(verifier), "a code verifier was printed")
+        }
+        if let headers = request["headers"] as? [String: Any],
+            let authorization = headers["Authorization"] as? String ?? headers["authorization"] as? String
+        {
+            let token = authorization.replacingOccurrences(of: "Bearer ", with: "")
+            #expect(!token.isEmpty && !text.contains(token), "a token was printed")
+        }
+    }
+}
