@@ -68,6 +68,8 @@ public final class AMQPConsumer: Sendable {
         var isShuttingDown = false
         /// Paused or stopped consumers are not restarted on reconnect.
         var wantsDeliveries = true
+        /// `stopConsuming` was called: deliveries never start again.
+        var isStopRequested = false
         /// The connection's thread is in, or about to enter, `poll`.
         var isPolling = false
         /// A wake-up was sent since the thread last went to poll.
@@ -104,7 +106,10 @@ public final class AMQPConsumer: Sendable {
     /// Asks the broker to send no more deliveries (`basic.cancel`); settlements still work.
     /// For a graceful stop: consuming does not start again, not even after a reconnect.
     public func stopConsuming() {
-        shared.withLock { $0.wantsDeliveries = false }
+        shared.withLock { state in
+            state.wantsDeliveries = false
+            state.isStopRequested = true
+        }
         submit(.stopConsuming)
     }
 
@@ -116,9 +121,13 @@ public final class AMQPConsumer: Sendable {
     }
 
     /// Starts deliveries again after `pauseConsuming` (`basic.consume`).
+    /// Does nothing after `stopConsuming`: a stop for shutdown wins over a late resume.
     public func resumeConsuming() {
-        shared.withLock { $0.wantsDeliveries = true }
-        submit(.resume)
+        let isStopped = shared.withLock { state -> Bool in
+            if !state.isStopRequested { state.wantsDeliveries = true }
+            return state.isStopRequested
+        }
+        if !isStopped { submit(.resume) }
     }
 
     /// Sends the settlements already submitted, closes the connection and ends `events`.

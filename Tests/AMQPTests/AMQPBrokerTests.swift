@@ -105,6 +105,33 @@ struct AMQPBrokerTests {
         try setup.deleteQueue(queue)
     }
 
+    @Test func pauseAndResumeStopAndRestartDeliveriesButAStopIsFinal() async throws {
+        let queue = uniqueQueue()
+        let setup = try connect()
+        try setup.declareQueue(name: queue, durable: false, arguments: ["x-expires": .int32(60_000)])
+        let consumer = AMQPConsumer(
+            configuration: .init(
+                endpoints: [Self.endpoint], options: AMQPConnectionOptions(), queue: queue, prefetch: 8,
+                prepare: { _ in }))
+        defer { consumer.shutdown() }
+        var events = consumer.events.makeAsyncIterator()
+        guard case .consuming = await events.next() else { Issue.record("not consuming"); return }
+        func consumers() async throws -> UInt32 {
+            try await Task.sleep(for: .milliseconds(300))
+            return try setup.declareQueue(name: queue, passive: true).consumerCount
+        }
+        #expect(try await consumers() == 1)
+        consumer.pauseConsuming()
+        #expect(try await consumers() == 0, "paused: basic.cancel sent")
+        consumer.resumeConsuming()
+        #expect(try await consumers() == 1, "resumed: basic.consume again")
+        consumer.stopConsuming()
+        #expect(try await consumers() == 0)
+        consumer.resumeConsuming()
+        #expect(try await consumers() == 0, "a resume after a stop does nothing")
+        try setup.deleteQueue(queue)
+    }
+
     @Test func unroutableMandatoryPublishIsRefused() async throws {
         let publisher = ConfirmingPublisher(endpoints: [Self.endpoint], options: AMQPConnectionOptions())
         defer { publisher.shutdown() }
