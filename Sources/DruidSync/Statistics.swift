@@ -51,6 +51,7 @@ final class Statistics: Sendable {
 struct LatencyWindow {
     private var samples: [Duration] = []
     private var seen = 0
+    private var sampler = SplitMix64(seed: 0x5DEE_CE66_D1CE_4E5B)
 
     mutating func add(_ value: Duration) {
         seen += 1
@@ -58,7 +59,9 @@ struct LatencyWindow {
             samples.append(value)
         } else {
             // Reservoir sampling keeps the window representative without growing.
-            let slot = Int.random(in: 0..<seen)
+            // A cheap generator, not the system's: this runs once per message, and the
+            // system generator costs a getrandom(2) call each time.
+            let slot = Int(truncatingIfNeeded: sampler.next() % UInt64(seen))
             if slot < samples.count { samples[slot] = value }
         }
     }
@@ -97,5 +100,20 @@ struct RateWindow {
         lastCount = acked
         self.lastTime = now
         return lastRate
+    }
+}
+
+/// SplitMix64: a small, fast pseudo-random generator, good enough to pick reservoir slots.
+struct SplitMix64: RandomNumberGenerator {
+    private var state: UInt64
+
+    init(seed: UInt64) { state = seed }
+
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var mixed = state
+        mixed = (mixed ^ (mixed >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        mixed = (mixed ^ (mixed >> 27)) &* 0x94D0_49BB_1331_11EB
+        return mixed ^ (mixed >> 31)
     }
 }
