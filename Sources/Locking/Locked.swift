@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-    import Glibc
+    public import Glibc
 #endif
 
 /// A value shared between threads, guarded by a `pthread_mutex_t`.
@@ -9,8 +9,8 @@
 /// access is reported as a race, which would hide a real one.
 // @unchecked: `value` is only ever touched inside `withLock`, under `mutex`.
 public final class Locked<Value>: @unchecked Sendable {
-    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
-    private var value: Value
+    @usableFromInline let mutex: UnsafeMutablePointer<pthread_mutex_t>
+    @usableFromInline var value: Value
 
     public init(_ value: Value) {
         self.value = value
@@ -25,6 +25,8 @@ public final class Locked<Value>: @unchecked Sendable {
     }
 
     /// Runs `body` with exclusive access to the value. Keep `body` short and never block in it.
+    /// Inlinable so callers in other modules get it specialized, with no closure allocation.
+    @inlinable
     public func withLock<Result, Failure: Error>(
         _ body: (inout Value) throws(Failure) -> Result
     ) throws(Failure)
