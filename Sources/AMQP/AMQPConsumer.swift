@@ -54,13 +54,6 @@ public final class AMQPConsumer: Sendable {
         case stopConsuming
         case pause
         case resume
-
-        var isSettlement: Bool {
-            switch self {
-            case .ack, .reject: true
-            case .stopConsuming, .pause, .resume: false
-            }
-        }
     }
 
     private struct Shared {
@@ -85,7 +78,6 @@ public final class AMQPConsumer: Sendable {
     private let shared = Locked(Shared())
     private let wakeup = Wakeup()
     private let configuration: Configuration
-    private let finished = Locked(false)
 
     public init(configuration: Configuration) {
         self.configuration = configuration
@@ -228,14 +220,17 @@ public final class AMQPConsumer: Sendable {
             // acks of a loop turn in as few segments as fit, instead of one each.
             var acks: [UInt64] = []
             var rejects: [(tag: UInt64, requeue: Bool)] = []
+            var controls: [Command] = []
             for command in commands {
                 switch command {
                 case .ack(let tag, let generation) where generation == connection.generation:
                     acks.append(tag)
                 case .reject(let tag, let generation, let requeue) where generation == connection.generation:
                     rejects.append((tag, requeue))
-                default:
-                    break
+                case .ack, .reject:
+                    break  // for a channel that has died: its messages come back redelivered
+                case .stopConsuming, .pause, .resume:
+                    controls.append(command)
                 }
             }
             if !acks.isEmpty || !rejects.isEmpty {
@@ -249,7 +244,7 @@ public final class AMQPConsumer: Sendable {
                     for tag in plan.singles { try connection.ack(tag) }
                 }
             }
-            for command in commands where !command.isSettlement {
+            for command in controls {
                 switch command {
                 case .stopConsuming where isConsuming, .pause where isConsuming:
                     isConsuming = false

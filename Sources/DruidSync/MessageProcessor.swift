@@ -94,8 +94,12 @@ public struct MessageProcessor<Druid: DruidUpdating, Publisher: ConfirmedPublish
     }
 
     public func process(_ delivery: Delivery) async -> ProcessingReport {
-        let headers = HeaderConversion.headers(from: delivery.properties.headers)
-        let previousAttempts = FailureHeaders.attemptCount(in: headers)
+        // Only the attempt header is read here; the whole table is converted only when a
+        // retry or dead-letter copy is made, off the path of a message DRUID accepts.
+        let attemptHeader = delivery.properties.headers?[FailureHeaders.attempt].map {
+            [(FailureHeaders.attempt, HeaderConversion.headerValue($0))]
+        }
+        let previousAttempts = FailureHeaders.attemptCount(in: attemptHeader ?? [])
         let attempt = previousAttempts + 1
         let event: UserUpdateEvent
         switch decoder.decode(
@@ -106,7 +110,7 @@ public struct MessageProcessor<Druid: DruidUpdating, Publisher: ConfirmedPublish
             event = decoded
         case .failure(let invalid):
             var report = await deadLetter(
-                delivery, headers: headers, eventId: invalid.eventId, objectId: nil, reason: invalid.reason,
+                delivery, eventId: invalid.eventId, objectId: nil, reason: invalid.reason,
                 httpStatus: nil, attempt: attempt, latency: .zero)
             report.askedDruid = false
             return report
@@ -140,7 +144,8 @@ public struct MessageProcessor<Druid: DruidUpdating, Publisher: ConfirmedPublish
                         retryAfter: answer.retryAfter)
                 }
                 let copyHeaders = FailureHeaders.retryHeaders(
-                    original: headers, attemptsMade: countsAsAttempt ? attempt : previousAttempts,
+                    original: HeaderConversion.headers(from: delivery.properties.headers),
+                    attemptsMade: countsAsAttempt ? attempt : previousAttempts,
                     reason: reason, now: now())
                 var properties = delivery.properties
                 properties.headers = HeaderConversion.table(from: copyHeaders)
@@ -154,7 +159,7 @@ public struct MessageProcessor<Druid: DruidUpdating, Publisher: ConfirmedPublish
                     isServiceFailure: isServiceFailure, retryAfter: answer.retryAfter)
             case .deadLetter(let reason, let httpStatus):
                 var report = await deadLetter(
-                    delivery, headers: headers, eventId: event.eventId, objectId: event.user.objectId,
+                    delivery, eventId: event.eventId, objectId: event.user.objectId,
                     reason: reason, httpStatus: httpStatus, attempt: attempt, latency: latency)
                 report.isServiceFailure = answer.isServiceFailure
                 return report
@@ -163,11 +168,12 @@ public struct MessageProcessor<Druid: DruidUpdating, Publisher: ConfirmedPublish
     }
 
     private func deadLetter(
-        _ delivery: Delivery, headers: [(String, HeaderValue)], eventId: String, objectId: String?, reason: String,
+        _ delivery: Delivery, eventId: String, objectId: String?, reason: String,
         httpStatus: Int?, attempt: Int, latency: Duration
     ) async -> ProcessingReport {
         let copyHeaders = FailureHeaders.deadLetterHeaders(
-            original: headers, reason: reason, httpStatus: httpStatus, attempts: attempt, eventId: eventId,
+            original: HeaderConversion.headers(from: delivery.properties.headers), reason: reason,
+            httpStatus: httpStatus, attempts: attempt, eventId: eventId,
             originalQueue: topology.workQueue, now: now())
         var properties = delivery.properties
         properties.headers = HeaderConversion.table(from: copyHeaders)
