@@ -4,7 +4,8 @@ import Synchronization
 /// A consuming connection on a thread of its own that reconnects by itself.
 ///
 /// On every (re)connection it runs `prepare` (declare the topology), sets the prefetch and
-/// starts consuming; deliveries and state changes come out of `events`. Settle deliveries
+/// starts consuming; deliveries and state changes come out of `events` (deliveries go to
+/// `Configuration.deliveryHandler` instead when one is set). Settle deliveries
 /// with `ack` and `reject` from any thread: they are sent by the connection's thread.
 /// A settlement for a delivery of a connection that has since died is dropped: the broker
 /// has already put that message back and will deliver it again.
@@ -20,6 +21,10 @@ public final class AMQPConsumer: Sendable {
         /// Runs on the connection's thread after each connect, before consuming: declare here.
         public var prepare: @Sendable (AMQPConnection) throws(AMQPError) -> Void
         public var reconnectBackoff = Backoff()
+        /// When set, each delivery is handed to it on the connection's thread instead of
+        /// coming out of `events`: no task and no hop per delivery. It must return quickly
+        /// (start the work elsewhere): the connection, heartbeats included, waits meanwhile.
+        public var deliveryHandler: (@Sendable (Delivery) -> Void)?
 
         public init(
             endpoints: [AMQPEndpoint], options: AMQPConnectionOptions, queue: String, prefetch: UInt16,
@@ -279,7 +284,11 @@ public final class AMQPConsumer: Sendable {
                 switch event {
                 case .delivery(let delivery):
                     coalescer.delivered(delivery.deliveryTag)
-                    continuation.yield(.delivery(delivery))
+                    if let handler = configuration.deliveryHandler {
+                        handler(delivery)
+                    } else {
+                        continuation.yield(.delivery(delivery))
+                    }
                 case .consumerCancelled:
                     guard isConsuming else { break }
                     continuation.yield(.cancelledByBroker)

@@ -47,46 +47,44 @@ public struct DruidClient: Sendable {
     /// Applies `activity` in DRUID: obtains a token with a new code verifier, then posts
     /// the update with that verifier.
     ///
-    /// Never throws: every failure, transport errors included, is a ``DruidAnswer`` whose
-    /// details contain no secret (token, verifier, client secret, password).
+    /// Never fails: every failure, transport errors included, is a ``DruidAnswer`` whose
+    /// details contain no secret (token, verifier, client secret, password). Not
+    /// cancellable: the configured timeout bounds each of the two calls.
     public func update(_ activity: UpdateActivity) async -> DruidAnswer {
+        await withUnsafeContinuation { continuation in
+            update(activity) { continuation.resume(returning: $0) }
+        }
+    }
+
+    /// ``update(_:)`` without a task: `completion` is called once with DRUID's answer,
+    /// normally on the HTTP client's I/O thread (so it must be quick and must not block).
+    ///
+    /// The update request is built and sent from the token's completion, so with
+    /// ``HTTPClient`` both calls run on its I/O thread without a hop in between.
+    public func update(_ activity: UpdateActivity, completion: @escaping @Sendable (DruidAnswer) -> Void) {
         let verifier: CodeVerifier
         do {
             verifier = try CodeVerifier()
         } catch {
-            return .unavailable(status: nil, retryAfter: nil, detail: "cannot make a code verifier: \(error)")
+            completion(.unavailable(status: nil, retryAfter: nil, detail: "cannot make a code verifier: \(error)"))
+            return
         }
-        let token: DruidToken
-        switch await obtainToken(challenge: verifier.challenge) {
-        case .success(let granted): token = granted
-        case .failure(let failure): return failure.answer
+        let client = self
+        http.send(tokenRequest(challenge: verifier.challenge)) { tokenResult in
+            switch client.interpretToken(tokenResult) {
+            case .failure(let failure):
+                completion(failure.answer)
+            case .success(let token):
+                client.http.send(client.updateRequest(activity, verifier: verifier, token: token)) { result in
+                    let redactor = Redactor(
+                        secrets: [
+                            client.configuration.clientSecret.revealed, verifier.revealed, token.accessToken.revealed,
+                        ],
+                        requestBody: activity.body)
+                    completion(AnswerInterpretation.update(result, redactor: redactor))
+                }
+            }
         }
-
-        var url = updateURLPrefix
-        var encodedVerifier: [UInt8] = []
-        encodedVerifier.reserveCapacity(verifier.revealed.utf8.count)
-        PercentEncoding.appendQueryComponent(verifier.revealed, to: &encodedVerifier)
-        url += String(decoding: encodedVerifier, as: UTF8.self)
-        var headers: [(name: String, value: String)] = [
-            ("Authorization", "Bearer " + token.accessToken.revealed),
-            ("Content-Type", "application/json"),
-            ("Accept", "application/json"),
-            ("From", configuration.entryPoint),
-        ]
-        if let language = activity.acceptLanguage { headers.append(("Accept-Language", language)) }
-        let request = HTTPRequest(
-            method: .post, url: url, headers: headers, body: activity.body, timeout: configuration.timeout)
-
-        let result: Result<HTTPResponse, HTTPClientError>
-        do {
-            result = .success(try await http.execute(request))
-        } catch {
-            result = .failure(error)
-        }
-        let redactor = Redactor(
-            secrets: [configuration.clientSecret.revealed, verifier.revealed, token.accessToken.revealed],
-            requestBody: activity.body)
-        return AnswerInterpretation.update(result, redactor: redactor)
     }
 
     /// Asks for one token, for a `check` command: success proves the URL, the client
@@ -94,31 +92,52 @@ public struct DruidClient: Sendable {
     ///
     /// The token is not used; the verifier that obtained it is discarded.
     public func requestToken() async -> Result<DruidToken, DruidTokenFailure> {
+        let challenge: String
         do {
-            return await obtainToken(challenge: try CodeVerifier().challenge)
+            challenge = try CodeVerifier().challenge
         } catch {
             return .failure(
                 DruidTokenFailure(
                     answer: .unavailable(
                         status: nil, retryAfter: nil, detail: "cannot make a code verifier: \(error)")))
         }
-    }
-
-    /// `POST {auth}/oauth2/token` with the challenge of a new verifier.
-    private func obtainToken(challenge: String) async -> Result<DruidToken, DruidTokenFailure> {
-        var body = tokenFormPrefix
-        // A base64url challenge has only letters, digits, `-` and `_`: nothing to encode.
-        body.append(contentsOf: challenge.utf8)
-        let request = HTTPRequest(
-            method: .post, url: tokenURL, headers: tokenHeaders, body: body, timeout: configuration.timeout)
         let result: Result<HTTPResponse, HTTPClientError>
         do {
-            result = .success(try await http.execute(request))
+            result = .success(try await http.execute(tokenRequest(challenge: challenge)))
         } catch {
             result = .failure(error)
         }
-        let redactor = Redactor(secrets: [configuration.clientSecret.revealed], requestBody: [])
-        return AnswerInterpretation.token(result, redactor: redactor)
+        return interpretToken(result)
+    }
+
+    /// `POST {auth}/oauth2/token` with the challenge of a new verifier.
+    private func tokenRequest(challenge: String) -> HTTPRequest {
+        var body = tokenFormPrefix
+        // A base64url challenge has only letters, digits, `-` and `_`: nothing to encode.
+        body.append(contentsOf: challenge.utf8)
+        return HTTPRequest(
+            method: .post, url: tokenURL, headers: tokenHeaders, body: body, timeout: configuration.timeout)
+    }
+
+    private func interpretToken(_ result: Result<HTTPResponse, HTTPClientError>) -> Result<DruidToken, DruidTokenFailure> {
+        AnswerInterpretation.token(result, redactor: Redactor(secrets: [configuration.clientSecret.revealed], requestBody: []))
+    }
+
+    /// `POST {graph}/activityid/v1/user/update?code_verifier=…` with the token it obtained.
+    private func updateRequest(_ activity: UpdateActivity, verifier: CodeVerifier, token: DruidToken) -> HTTPRequest {
+        var encodedVerifier: [UInt8] = []
+        encodedVerifier.reserveCapacity(verifier.revealed.utf8.count)
+        PercentEncoding.appendQueryComponent(verifier.revealed, to: &encodedVerifier)
+        let url = updateURLPrefix + String(decoding: encodedVerifier, as: UTF8.self)
+        var headers: [(name: String, value: String)] = [
+            ("Authorization", "Bearer " + token.accessToken.revealed),
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json"),
+            ("From", configuration.entryPoint),
+        ]
+        if let language = activity.acceptLanguage { headers.append(("Accept-Language", language)) }
+        return HTTPRequest(
+            method: .post, url: url, headers: headers, body: activity.body, timeout: configuration.timeout)
     }
 
     private static func trimmingTrailingSlashes(_ url: String) -> String {

@@ -5,6 +5,15 @@ public import UserUpdates
 /// Sends one update to DRUID. `DruidClient` is the real one; tests use fakes.
 public protocol DruidUpdating: Sendable {
     func update(_ activity: UpdateActivity) async -> DruidAnswer
+    /// The same without a task: `completion` gets the answer once, on any thread.
+    func update(_ activity: UpdateActivity, completion: @escaping @Sendable (DruidAnswer) -> Void)
+}
+
+extension DruidUpdating {
+    /// Runs the async ``update(_:)`` in a new task (fakes in tests; `DruidClient` has its own).
+    public func update(_ activity: UpdateActivity, completion: @escaping @Sendable (DruidAnswer) -> Void) {
+        Task { completion(await update(activity)) }
+    }
 }
 
 /// Publishes a copy of a message and returns once the broker confirmed it.
@@ -93,46 +102,111 @@ public struct MessageProcessor<Druid: DruidUpdating, Publisher: ConfirmedPublish
         self.now = now
     }
 
+    /// A delivery read and translated, ready for DRUID.
+    public struct Prepared: Sendable {
+        public let delivery: Delivery
+        public let event: UserUpdateEvent
+        public let activity: UpdateActivity
+        /// Attempts already made (the `druid-sync-attempt` header; absent = 0).
+        public let previousAttempts: Int
+        public var attempt: Int { previousAttempts + 1 }
+    }
+
+    /// What ``prepare(_:)`` made of a delivery.
+    public enum Preparation: Sendable {
+        case ready(Prepared)
+        /// The message is invalid: ``deadLetterInvalid(_:_:)`` dead-letters it.
+        case invalid(InvalidEvent, attempt: Int)
+    }
+
+    /// The whole handling of one delivery, for callers in a task: ``prepare(_:)``, DRUID,
+    /// then ``conclude(_:answer:holds:latency:)``.
     public func process(_ delivery: Delivery) async -> ProcessingReport {
+        switch prepare(delivery) {
+        case .invalid(let invalid, let attempt):
+            return await deadLetterInvalid(delivery, invalid, attempt: attempt)
+        case .ready(let prepared):
+            let clock = ContinuousClock()
+            let started = clock.now
+            let answer = await druid.update(prepared.activity)
+            let latency = clock.now - started
+            return await conclude(prepared, answer: answer, holds: observeAnswer(answer), latency: latency)
+        }
+    }
+
+    /// Decodes and translates a delivery: synchronous work only, on the caller's thread.
+    public func prepare(_ delivery: Delivery) -> Preparation {
         // Only the attempt header is read here; the whole table is converted only when a
         // retry or dead-letter copy is made, off the path of a message DRUID accepts.
         let attemptHeader = delivery.properties.headers?[FailureHeaders.attempt].map {
             [(FailureHeaders.attempt, HeaderConversion.headerValue($0))]
         }
         let previousAttempts = FailureHeaders.attemptCount(in: attemptHeader ?? [])
-        let attempt = previousAttempts + 1
-        let event: UserUpdateEvent
         switch decoder.decode(
             body: delivery.body, contentType: delivery.properties.contentType,
             messageId: delivery.properties.messageId)
         {
-        case .success(let decoded):
-            event = decoded
+        case .success(let event):
+            return .ready(
+                Prepared(
+                    delivery: delivery, event: event, activity: translator.activity(for: event),
+                    previousAttempts: previousAttempts))
         case .failure(let invalid):
-            var report = await deadLetter(
-                delivery, eventId: invalid.eventId, objectId: nil, reason: invalid.reason,
-                httpStatus: nil, attempt: attempt, latency: .zero)
-            report.askedDruid = false
-            return report
+            return .invalid(invalid, attempt: previousAttempts + 1)
         }
-        let activity = translator.activity(for: event)
+    }
+
+    /// Dead-letters an invalid message with the decoder's reason.
+    public func deadLetterInvalid(_ delivery: Delivery, _ invalid: InvalidEvent, attempt: Int) async
+        -> ProcessingReport
+    {
+        var report = await deadLetter(
+            delivery, eventId: invalid.eventId, objectId: nil, reason: invalid.reason,
+            httpStatus: nil, attempt: attempt, latency: .zero)
+        report.askedDruid = false
+        return report
+    }
+
+    /// The report for a delivery whose first answer was an acceptance, when the caller
+    /// settles it itself without a task (see ``isAcceptance(_:for:)``).
+    public func appliedReport(_ prepared: Prepared, answer: DruidAnswer, latency: Duration) -> ProcessingReport {
+        ProcessingReport(
+            kind: .applied, settlement: .ack, eventId: prepared.event.eventId, objectId: prepared.event.user.objectId,
+            reason: nil, httpStatus: answer.httpStatus, attempt: prepared.attempt, druidLatency: latency,
+            credentialsRefused: false)
+    }
+
+    /// Whether the policy acknowledges `answer` at once (nothing to publish, no new call).
+    public func isAcceptance(_ answer: DruidAnswer, for prepared: Prepared) -> Bool {
+        policy.outcome(for: answer, attempt: prepared.attempt, immediateRetries: 0) == .ack
+    }
+
+    /// Acts on DRUID's first answer for a prepared delivery (already shown to
+    /// ``observeAnswer``, which returned `holds`): calls DRUID again when the policy says
+    /// so, publishes a retry or dead-letter copy when needed, and reports.
+    public func conclude(
+        _ prepared: Prepared, answer firstAnswer: DruidAnswer, holds firstHolds: Bool, latency firstLatency: Duration
+    ) async -> ProcessingReport {
+        let delivery = prepared.delivery
+        let event = prepared.event
+        let previousAttempts = prepared.previousAttempts
+        let attempt = prepared.attempt
         var immediateRetries = 0
-        var latency = Duration.zero
+        var latency = firstLatency
+        var answer = firstAnswer
+        var holds = firstHolds
         let clock = ContinuousClock()
         while true {
-            let started = clock.now
-            let answer = await druid.update(activity)
-            latency += clock.now - started
-            let holds = observeAnswer(answer)
             let outcome = policy.outcome(for: answer, attempt: attempt, immediateRetries: immediateRetries)
             switch outcome {
             case .ack:
-                return ProcessingReport(
-                    kind: .applied, settlement: .ack, eventId: event.eventId, objectId: event.user.objectId,
-                    reason: nil, httpStatus: answer.httpStatus, attempt: attempt, druidLatency: latency,
-                    credentialsRefused: false)
+                return appliedReport(prepared, answer: answer, latency: latency)
             case .retryNow:
                 immediateRetries += 1
+                let started = clock.now
+                answer = await druid.update(prepared.activity)
+                latency += clock.now - started
+                holds = observeAnswer(answer)
                 continue
             case .retry(let queueIndex, _, let reason, let countsAsAttempt):
                 let isServiceFailure = answer.isServiceFailure

@@ -13,7 +13,10 @@ import UserUpdates
 /// The daemon: consumes deliveries, has each processed, settles it, and stops gracefully.
 ///
 /// Threads: one for the consuming connection, one for the publishing connection, one for
-/// libcurl; the processing of each delivery is a child task of `run`.
+/// libcurl. A delivery DRUID accepts never enters a task: it is decoded and translated on
+/// the consumer's thread, both DRUID calls run on libcurl's thread, and its ack is queued
+/// from there. Only the other outcomes (calling again, publishing a retry or dead-letter
+/// copy, waiting before a requeue) continue in a task.
 public final class SyncService: Sendable {
     let configuration: Configuration
     let logger: Logger
@@ -26,6 +29,8 @@ public final class SyncService: Sendable {
     let druid: DruidClient
     let breaker: OutageBreaker
     private let runState = Locked(RunState())
+    /// Hands deliveries from the consumer's thread to `receive`, once `run` has started.
+    private let deliveries = DeliveryRelay()
 
     struct RunState {
         var signals = 0
@@ -59,8 +64,7 @@ public final class SyncService: Sendable {
         let endpoints = configuration.amqp.endpoints.map { $0.brokerEndpoint(tls: configuration.amqp) }
         publisher = ConfirmingPublisher(endpoints: endpoints, options: options)
         let declares = configuration.amqp.declaresTopology
-        consumer = AMQPConsumer(
-            configuration: .init(
+        var consumerConfiguration = AMQPConsumer.Configuration(
                 endpoints: endpoints, options: options, queue: topology.workQueue,
                 prefetch: UInt16(clamping: configuration.concurrency),
                 prepare: { connection throws(AMQPError) in
@@ -69,7 +73,9 @@ public final class SyncService: Sendable {
                     } else {
                         try TopologyDeclarer.check(topology, on: connection)
                     }
-                }))
+                })
+        consumerConfiguration.deliveryHandler = { [deliveries] in deliveries.deliver($0) }
+        consumer = AMQPConsumer(configuration: consumerConfiguration)
         let breaker = OutageBreaker(logger: logger, consumer: consumer, notifier: notifier)
         self.breaker = breaker
         let pipeline = EventPipeline(configuration: configuration)
@@ -91,6 +97,7 @@ public final class SyncService: Sendable {
                 ("libcurl", .string(HTTPClient.curlVersion)),
             ] + configuration.effectiveSettings().map { ($0.0, LogValue.string($0.1)) })
         let signals = installSignalHandlers()
+        deliveries.connect { [self] delivery in receive(delivery) }
         await withDiscardingTaskGroup { group in
             group.addTask { await self.watchPublisher() }
             group.addTask { await self.reportPeriodically() }
@@ -106,9 +113,8 @@ public final class SyncService: Sendable {
             for await event in consumer.events {
                 switch event {
                 case .delivery(let delivery):
-                    statistics.received.add(1, ordering: .relaxed)
-                    statistics.inFlight.add(1, ordering: .relaxed)
-                    group.addTask { await self.handle(delivery) }
+                    // Not used: deliveries go to the consumer's delivery handler.
+                    receive(delivery)
                 case .consuming(let endpoint, let server):
                     runState.withLock { $0.hasConsumed = true }
                     logger.notice(
@@ -195,25 +201,76 @@ public final class SyncService: Sendable {
         }
     }
 
-    private func handle(_ delivery: Delivery) async {
-        defer { statistics.inFlight.subtract(1, ordering: .relaxed) }
+    /// Starts the handling of one delivery; runs on the consumer's thread, so it only
+    /// decodes, translates and hands the DRUID calls to the HTTP client's thread.
+    private func receive(_ delivery: Delivery) {
+        statistics.received.add(1, ordering: .relaxed)
+        statistics.inFlight.add(1, ordering: .relaxed)
         if breaker.isOpen {
             // DRUID is down: do not even try; the message waits in the queue.
             statistics.held.add(1, ordering: .relaxed)
             consumer.reject(delivery, requeue: true)
+            statistics.inFlight.subtract(1, ordering: .relaxed)
             return
         }
-        let report = await processor.process(delivery)
+        switch processor.prepare(delivery) {
+        case .invalid(let invalid, let attempt):
+            Task { await settle(delivery, await processor.deadLetterInvalid(delivery, invalid, attempt: attempt)) }
+        case .ready(let prepared):
+            let started = ContinuousClock.now
+            druid.update(prepared.activity) { [self] answer in
+                // On the HTTP client's thread.
+                let latency = ContinuousClock.now - started
+                let holds = processor.observeAnswer(answer)
+                if processor.isAcceptance(answer, for: prepared) {
+                    finish(delivery, processor.appliedReport(prepared, answer: answer, latency: latency))
+                } else {
+                    Task {
+                        let report = await processor.conclude(prepared, answer: answer, holds: holds, latency: latency)
+                        await settle(delivery, report)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Settles a delivery whose handling needed a task: a message whose copy could not be
+    /// published goes back to the queue after a pause (the broker is in trouble).
+    private func settle(_ delivery: Delivery, _ report: ProcessingReport) async {
+        if report.kind == .requeued {
+            try? await Task.sleep(for: .seconds(1))
+        }
+        finish(delivery, report)
+    }
+
+    /// Acks or requeues the delivery, then counts and logs what happened to it.
+    private func finish(_ delivery: Delivery, _ report: ProcessingReport) {
+        defer { statistics.inFlight.subtract(1, ordering: .relaxed) }
         switch report.settlement {
         case .ack: consumer.ack(delivery)
-        case .requeue where report.kind == .held:
-            consumer.reject(delivery, requeue: true)
-        case .requeue:
-            // The copy could not be published (broker trouble): give the broker a moment.
-            try? await Task.sleep(for: .seconds(1))
-            consumer.reject(delivery, requeue: true)
+        case .requeue: consumer.reject(delivery, requeue: true)
         }
         statistics.recordLatency(report.druidLatency)
+        switch report.kind {
+        case .applied: statistics.acked.add(1, ordering: .relaxed)
+        case .retried: statistics.retried.add(1, ordering: .relaxed)
+        case .held: statistics.held.add(1, ordering: .relaxed)
+        case .deadLettered: statistics.countDeadLetter(reason: report.reason ?? "unknown")
+        case .requeued: statistics.requeued.add(1, ordering: .relaxed)
+        }
+        let level: LogLevel
+        let message: String
+        switch report.kind {
+        case .applied: (level, message) = (.info, "message settled")
+        case .retried where report.credentialsRefused:
+            (level, message) = (.error, "DRUID refused the service's credentials or permissions; message sent to retry")
+        case .retried: (level, message) = (.notice, "message settled")
+        case .held: (level, message) = (.debug, "message returned to the queue while the breaker is open")
+        case .deadLettered: (level, message) = (.warning, "message settled")
+        case .requeued: (level, message) = (.warning, "message returned to the queue: its copy could not be published")
+        }
+        // The fields are built only for a line that will be written (the hot path logs at info).
+        guard logger.isEnabled(level) else { return }
         var fields: [(String, LogValue)] = [
             ("event_id", .string(report.eventId)),
             ("object_id", .string(report.objectId ?? "")),
@@ -223,27 +280,7 @@ public final class SyncService: Sendable {
         if let status = report.httpStatus { fields.append(("http_status", .integer(status))) }
         fields.append(("attempt", .integer(report.attempt)))
         fields.append(("latency_ms", .double(Double(report.druidLatency / .microseconds(1)) / 1000)))
-        switch report.kind {
-        case .applied:
-            statistics.acked.add(1, ordering: .relaxed)
-            logger.info("message settled", fields)
-        case .retried:
-            statistics.retried.add(1, ordering: .relaxed)
-            if report.credentialsRefused {
-                logger.error("DRUID refused the service's credentials or permissions; message sent to retry", fields)
-            } else {
-                logger.notice("message settled", fields)
-            }
-        case .held:
-            statistics.held.add(1, ordering: .relaxed)
-            logger.debug("message returned to the queue while the breaker is open", fields)
-        case .deadLettered:
-            statistics.countDeadLetter(reason: report.reason ?? "unknown")
-            logger.warning("message settled", fields)
-        case .requeued:
-            statistics.requeued.add(1, ordering: .relaxed)
-            logger.warning("message returned to the queue: its copy could not be published", fields)
-        }
+        logger.log(level, message, fields)
     }
 
     private func watchPublisher() async {
@@ -437,5 +474,35 @@ extension Configuration.AMQPEndpoint {
                 ? AMQPTLSSettings(
                     caFile: settings.caFile, certificateFile: settings.certificateFile, keyFile: settings.keyFile)
                 : nil)
+    }
+}
+
+/// Passes deliveries from the consumer's thread to the service's handler. Deliveries that
+/// arrive before the handler is connected (the consumer starts in the service's `init`)
+/// wait here and are handed over by `connect`.
+final class DeliveryRelay: Sendable {
+    private struct State {
+        var handler: (@Sendable (Delivery) -> Void)?
+        var waiting: [Delivery] = []
+    }
+
+    private let state = Locked(State())
+
+    func deliver(_ delivery: Delivery) {
+        let handler = state.withLock { state -> (@Sendable (Delivery) -> Void)? in
+            if let handler = state.handler { return handler }
+            state.waiting.append(delivery)
+            return nil
+        }
+        handler?(delivery)
+    }
+
+    func connect(_ handler: @escaping @Sendable (Delivery) -> Void) {
+        let waiting = state.withLock { state -> [Delivery] in
+            state.handler = handler
+            defer { state.waiting = [] }
+            return state.waiting
+        }
+        for delivery in waiting { handler(delivery) }
     }
 }

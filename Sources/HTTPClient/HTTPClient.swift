@@ -4,6 +4,25 @@ internal import CCurl
 public protocol HTTPExecutor: Sendable {
     /// Sends `request` and returns the response, whatever its status.
     func execute(_ request: HTTPRequest) async throws(HTTPClientError) -> HTTPResponse
+
+    /// Sends `request` and calls `completion` once with the response or the failure,
+    /// without a task: for callers that chain requests from a completion.
+    func send(_ request: HTTPRequest, completion: @escaping @Sendable (Result<HTTPResponse, HTTPClientError>) -> Void)
+}
+
+extension HTTPExecutor {
+    /// Runs ``execute(_:)`` in a new task: right for fakes, too slow for the real client.
+    public func send(
+        _ request: HTTPRequest, completion: @escaping @Sendable (Result<HTTPResponse, HTTPClientError>) -> Void
+    ) {
+        Task {
+            do throws(HTTPClientError) {
+                completion(.success(try await execute(request)))
+            } catch {
+                completion(.failure(error))
+            }
+        }
+    }
 }
 
 /// An HTTP/1.1 client for many concurrent requests, built on libcurl's multi interface.
@@ -46,12 +65,12 @@ public final class HTTPClient: HTTPExecutor {
         let transfer = try Transfer(request: request, maximumBodySize: engine.maximumResponseBodySize)
         let engine = self.engine
         let result = await withTaskCancellationHandler {
-            // Unsafe rather than checked: the engine resumes each transfer exactly once,
+            // Unsafe rather than checked: the engine completes each transfer exactly once,
             // on the I/O thread, and this path is hot.
             await withUnsafeContinuation { continuation in
-                transfer.continuation = continuation
+                transfer.completion = { continuation.resume(returning: $0) }
                 if !engine.submit(transfer) {
-                    transfer.continuation = nil
+                    transfer.completion = nil
                     continuation.resume(returning: .failure(HTTPClientError(code: .shutdown, detail: "")))
                 }
             }
@@ -59,6 +78,32 @@ public final class HTTPClient: HTTPExecutor {
             engine.cancel(transfer)
         }
         return try result.get()
+    }
+
+    /// Sends `request` and calls `completion` exactly once, on the client's I/O thread,
+    /// with the response or the failure (``execute(_:)`` describes both).
+    ///
+    /// Called from a completion, that is on the I/O thread, the request starts at once:
+    /// a sequence of requests (a token, then the call it authorises) runs without leaving
+    /// the thread. `completion` must be quick and must not block: every transfer of the
+    /// client waits while it runs. There is no cancellation; the request's timeout and
+    /// ``shutdown()`` bound it. An invalid request or a client that is shut down calls
+    /// `completion` with the failure before `send` returns.
+    public func send(
+        _ request: HTTPRequest, completion: @escaping @Sendable (Result<HTTPResponse, HTTPClientError>) -> Void
+    ) {
+        let transfer: Transfer
+        do throws(HTTPClientError) {
+            transfer = try Transfer(request: request, maximumBodySize: engine.maximumResponseBodySize)
+        } catch {
+            completion(.failure(error))
+            return
+        }
+        transfer.completion = completion
+        if !engine.submit(transfer) {
+            transfer.completion = nil
+            completion(.failure(HTTPClientError(code: .shutdown, detail: "")))
+        }
     }
 
     /// Fails every pending request with ``HTTPClientError/Code/shutdown``, closes every

@@ -4,8 +4,9 @@ import Synchronization
 /// One request from its submission to its completion, with the memory libcurl reads from
 /// (body, header list) and the buffers it writes into (response header block and body).
 ///
-/// The calling task builds it and hands it to the I/O thread through the engine's mutex;
-/// after that only the I/O thread touches its mutable state. The C memory is freed in
+/// The caller builds it and hands it to the I/O thread through the engine's mutex (or
+/// starts it directly when it is on that thread); after that only the I/O thread touches
+/// its mutable state. The C memory is freed in
 /// `deinit`, which cannot run before the I/O thread has detached it from its easy handle,
 /// because the engine keeps every running transfer alive.
 // @unchecked: mutable state is I/O-thread-confined after a mutex hand-over; the cancel flag is atomic.
@@ -30,8 +31,8 @@ final class Transfer: @unchecked Sendable {
     let headerList: UnsafeMutablePointer<curl_slist>
     /// Set by the cancellation handler on any thread; read by the I/O thread.
     let isCancellationRequested = Atomic<Bool>(false)
-    /// Resumed exactly once, on the I/O thread, by ``TransferEngine``.
-    var continuation: UnsafeContinuation<Result<HTTPResponse, HTTPClientError>, Never>?
+    /// Called exactly once, on the I/O thread, by ``TransferEngine``; then released.
+    var completion: (@Sendable (Result<HTTPResponse, HTTPClientError>) -> Void)?
 
     // Touched by the I/O thread only.
     var state = State.submitted

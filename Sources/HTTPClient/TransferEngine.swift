@@ -12,9 +12,12 @@ import Synchronization
 /// multi handle: `curl_multi_poll` to wait, `curl_multi_perform` to make progress,
 /// `curl_multi_info_read` to collect completions.
 ///
-/// Tasks hand transfers over through `inbox` and wake the thread with `curl_multi_wakeup`
-/// only when it may be asleep in `curl_multi_poll`, so a busy thread is not interrupted.
-// @unchecked: only `inbox` (a Locked) is shared; everything else is confined to the I/O thread.
+/// Other threads hand transfers over through `inbox` and wake the thread with
+/// `curl_multi_wakeup` only when it may be asleep in `curl_multi_poll`, so a busy thread is
+/// not interrupted. A transfer submitted on the I/O thread itself (from another transfer's
+/// completion, to chain requests) starts at once, without the inbox.
+// @unchecked: only `inbox` (a Locked) and `ioThread` (an Atomic) are shared; everything
+// else is confined to the I/O thread.
 final class TransferEngine: @unchecked Sendable {
     /// What tasks hand to the I/O thread.
     private struct Inbox {
@@ -33,8 +36,14 @@ final class TransferEngine: @unchecked Sendable {
     private let multi: MultiHandle
     private let settings: TransferSettings
     private let maximumIdleHandles: Int
+    /// The I/O thread's `pthread_t`, set when `run` starts (0 before).
+    private let ioThread = Atomic<UInt>(0)
 
     // Confined to the I/O thread.
+    /// Set once the loop has seen the stop request: direct submissions fail from then on.
+    private var isStopping = false
+    /// A transfer was started from a completion since the last `curl_multi_perform`.
+    private var hasDirectStarts = false
     private var idleHandles: [EasyHandle] = []
     private var running: [Transfer] = []
     private var takenSubmissions: [Transfer] = []
@@ -52,15 +61,26 @@ final class TransferEngine: @unchecked Sendable {
 
     // MARK: - Any thread
 
-    /// Queues `transfer`, whose continuation is set; false if the engine is stopping, in
-    /// which case the caller still owns the continuation.
+    /// Queues `transfer`, whose completion is set, or starts it at once when called on the
+    /// I/O thread; false if the engine is stopping, in which case the completion has not
+    /// been called and the caller still owns it.
     func submit(_ transfer: Transfer) -> Bool {
-        inbox.withLock { inbox in
+        if isOnIOThread {
+            guard !isStopping else { return false }
+            start(transfer)
+            hasDirectStarts = true
+            return true
+        }
+        return inbox.withLock { inbox in
             guard !inbox.isStopRequested else { return false }
             inbox.submissions.append(transfer)
             wakeIfPolling(&inbox)
             return true
         }
+    }
+
+    private var isOnIOThread: Bool {
+        pthread_equal(pthread_self(), pthread_t(ioThread.load(ordering: .relaxed))) != 0
     }
 
     /// Asks the I/O thread to fail `transfer` with `.cancelled` if it has not finished.
@@ -97,6 +117,7 @@ final class TransferEngine: @unchecked Sendable {
     /// The I/O thread's loop; returns after a stop request, with every transfer failed and
     /// every handle freed.
     func run() {
+        ioThread.store(UInt(pthread_self()), ordering: .relaxed)
         var runningHandles: Int32 = 0
         while true {
             let isStopRequested = takeInbox()
@@ -108,10 +129,12 @@ final class TransferEngine: @unchecked Sendable {
             takenCancellations.removeAll(keepingCapacity: true)
             if isStopRequested { break }
 
+            hasDirectStarts = false
             _ = curl_multi_perform(multi.raw, &runningHandles)
             collectCompletions()
 
-            if isInboxEmptyBeforePolling() {
+            // Requests chained from completions are sent at once, without waiting.
+            if !hasDirectStarts && isInboxEmptyBeforePolling() {
                 // Returns early when a transfer needs attention (libcurl's own timers
                 // shorten the wait) or when woken by `curl_multi_wakeup`.
                 if curl_multi_poll(multi.raw, nil, 0, 1000, nil) != CURLM_OK {
@@ -121,6 +144,7 @@ final class TransferEngine: @unchecked Sendable {
                 }
             }
         }
+        isStopping = true
         stop()
     }
 
@@ -233,8 +257,9 @@ final class TransferEngine: @unchecked Sendable {
         transfer.state = .finished
         transfer.responseHeaderBlock = []
         transfer.responseBody = []
-        transfer.continuation?.resume(returning: result)
-        transfer.continuation = nil
+        let completion = transfer.completion
+        transfer.completion = nil
+        completion?(result)
     }
 
     private func recycle(_ easy: EasyHandle) {
