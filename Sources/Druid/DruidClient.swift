@@ -119,8 +119,11 @@ public struct DruidClient: Sendable {
             method: .post, url: tokenURL, headers: tokenHeaders, body: body, timeout: configuration.timeout)
     }
 
-    private func interpretToken(_ result: Result<HTTPResponse, HTTPClientError>) -> Result<DruidToken, DruidTokenFailure> {
-        AnswerInterpretation.token(result, redactor: Redactor(secrets: [configuration.clientSecret.revealed], requestBody: []))
+    private func interpretToken(
+        _ result: Result<HTTPResponse, HTTPClientError>
+    ) -> Result<DruidToken, DruidTokenFailure> {
+        AnswerInterpretation.token(
+            result, redactor: Redactor(secrets: [configuration.clientSecret.revealed], requestBody: []))
     }
 
     /// `POST {graph}/activityid/v1/user/update?code_verifier=…` with the token it obtained.

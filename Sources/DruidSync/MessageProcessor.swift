@@ -157,7 +157,9 @@ public struct MessageProcessor<Druid: DruidUpdating, Publisher: ConfirmedPublish
     }
 
     /// Dead-letters an invalid message with the decoder's reason.
-    public func deadLetterInvalid(_ delivery: Delivery, _ invalid: InvalidEvent, attempt: Int) async
+    public func deadLetterInvalid(
+        _ delivery: Delivery, _ invalid: InvalidEvent, attempt: Int
+    ) async
         -> ProcessingReport
     {
         var report = await deadLetter(

@@ -65,15 +65,15 @@ public final class SyncService: Sendable {
         publisher = ConfirmingPublisher(endpoints: endpoints, options: options)
         let declares = configuration.amqp.declaresTopology
         var consumerConfiguration = AMQPConsumer.Configuration(
-                endpoints: endpoints, options: options, queue: topology.workQueue,
-                prefetch: UInt16(clamping: configuration.concurrency),
-                prepare: { connection throws(AMQPError) in
-                    if declares {
-                        try TopologyDeclarer.declare(topology, on: connection)
-                    } else {
-                        try TopologyDeclarer.check(topology, on: connection)
-                    }
-                })
+            endpoints: endpoints, options: options, queue: topology.workQueue,
+            prefetch: UInt16(clamping: configuration.concurrency),
+            prepare: { connection throws(AMQPError) in
+                if declares {
+                    try TopologyDeclarer.declare(topology, on: connection)
+                } else {
+                    try TopologyDeclarer.check(topology, on: connection)
+                }
+            })
         consumerConfiguration.deliveryHandler = { [deliveries] in deliveries.deliver($0) }
         consumer = AMQPConsumer(configuration: consumerConfiguration)
         let breaker = OutageBreaker(logger: logger, consumer: consumer, notifier: notifier)
