@@ -39,4 +39,107 @@ static inline CURLcode druid_curl_global_init_default(void) {
     return curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
+// --- Driving libcurl with epoll (the multi_socket API) ---------------------------------
+//
+// libcurl says which sockets to watch through the socket callback and when to call it
+// back through the timer callback. Both are plain C here, so no Swift closure runs inside
+// libcurl: they only update the epoll set and the deadline that the I/O loop reads.
+
+#include <errno.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+#include <time.h>
+
+typedef struct {
+    int epoll_fd;
+    /// CLOCK_MONOTONIC nanoseconds at which libcurl wants `druid_curl_socket_timeout`; -1: none.
+    long long deadline_ns;
+} druid_curl_loop;
+
+static inline long long druid_monotonic_ns(void) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (long long)now.tv_sec * 1000000000LL + now.tv_nsec;
+}
+
+static inline int druid_curl_socket_callback(CURL *easy, curl_socket_t socket, int what, void *userp, void *socketp) {
+    (void)easy;
+    (void)socketp;
+    druid_curl_loop *loop = (druid_curl_loop *)userp;
+    if (what == CURL_POLL_REMOVE) {
+        // Fails harmlessly when libcurl already closed the socket (the kernel dropped it).
+        epoll_ctl(loop->epoll_fd, EPOLL_CTL_DEL, socket, NULL);
+        return 0;
+    }
+    struct epoll_event event;
+    event.events = ((what & CURL_POLL_IN) ? EPOLLIN : 0) | ((what & CURL_POLL_OUT) ? EPOLLOUT : 0);
+    event.data.u64 = 0;
+    event.data.fd = socket;
+    if (epoll_ctl(loop->epoll_fd, EPOLL_CTL_MOD, socket, &event) != 0 && errno == ENOENT) {
+        if (epoll_ctl(loop->epoll_fd, EPOLL_CTL_ADD, socket, &event) != 0) return -1;
+    }
+    return 0;
+}
+
+static inline int druid_curl_timer_callback(CURLM *multi, long timeout_ms, void *userp) {
+    (void)multi;
+    druid_curl_loop *loop = (druid_curl_loop *)userp;
+    loop->deadline_ns = timeout_ms < 0 ? -1 : druid_monotonic_ns() + (long long)timeout_ms * 1000000LL;
+    return 0;
+}
+
+/// Hands the multi handle's socket and timer callbacks to `loop`.
+static inline CURLMcode druid_curl_multi_use_loop(CURLM *multi, druid_curl_loop *loop) {
+    CURLMcode code = curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, druid_curl_socket_callback);
+    if (code == CURLM_OK) code = curl_multi_setopt(multi, CURLMOPT_SOCKETDATA, (void *)loop);
+    if (code == CURLM_OK) code = curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, druid_curl_timer_callback);
+    if (code == CURLM_OK) code = curl_multi_setopt(multi, CURLMOPT_TIMERDATA, (void *)loop);
+    return code;
+}
+
+/// Registers a descriptor of our own (the wake-up eventfd) for reading.
+static inline int druid_epoll_add_readable(int epoll_fd, int fd) {
+    struct epoll_event event;
+    event.events = EPOLLIN;
+    event.data.u64 = 0;
+    event.data.fd = fd;
+    return epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &event);
+}
+
+/// `epoll_wait` into two plain arrays (the kernel's struct is packed, which Swift does not
+/// import well): the descriptor and libcurl's `CURL_CSELECT_*` mask for each ready one.
+static inline int druid_epoll_wait(int epoll_fd, int *fds, int *masks, int capacity, int timeout_ms) {
+    struct epoll_event events[128];
+    if (capacity > 128) capacity = 128;
+    int count = epoll_wait(epoll_fd, events, capacity, timeout_ms);
+    for (int index = 0; index < count; index++) {
+        unsigned int ready = events[index].events;
+        fds[index] = events[index].data.fd;
+        masks[index] = ((ready & (EPOLLIN | EPOLLHUP | EPOLLRDHUP)) ? CURL_CSELECT_IN : 0)
+            | ((ready & EPOLLOUT) ? CURL_CSELECT_OUT : 0) | ((ready & EPOLLERR) ? CURL_CSELECT_ERR : 0);
+    }
+    return count;
+}
+
+/// A non-blocking eventfd for waking the I/O loop; -1 on failure.
+static inline int druid_wakeup_eventfd(void) { return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); }
+
+static inline void druid_eventfd_signal(int fd) {
+    unsigned long long one = 1;
+    ssize_t written = write(fd, &one, sizeof one);
+    (void)written;  // EAGAIN only when the counter is full, and then a wake-up is pending anyway
+}
+
+static inline void druid_eventfd_drain(int fd) {
+    unsigned long long value;
+    ssize_t got = read(fd, &value, sizeof value);
+    (void)got;
+}
+
+/// `curl_multi_socket_action` for the timer (`CURL_SOCKET_TIMEOUT` is a macro).
+static inline CURLMcode druid_curl_multi_timeout_action(CURLM *multi, int *running) {
+    return curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, running);
+}
+
 #endif

@@ -9,7 +9,7 @@ import Synchronization
 
 /// A dedicated POSIX thread running one closure, joinable once.
 ///
-/// A plain pthread rather than a task: the loop blocks in `curl_multi_poll`, which must
+/// A plain pthread rather than a task: the loop blocks in `epoll_wait`, which must
 /// not hold one of Swift concurrency's few cooperative threads.
 final class IOThread: Sendable {
     private let identifier: pthread_t

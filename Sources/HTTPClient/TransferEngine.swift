@@ -9,12 +9,16 @@ import Synchronization
 #endif
 
 /// Runs every transfer of one ``HTTPClient`` on a dedicated I/O thread around one libcurl
-/// multi handle: `curl_multi_poll` to wait, `curl_multi_perform` to make progress,
-/// `curl_multi_info_read` to collect completions.
+/// multi handle, driven through libcurl's socket API: libcurl tells which sockets to watch
+/// (kept in an epoll set) and when its next timeout falls; the loop waits in `epoll_wait`
+/// and calls `curl_multi_socket_action` for each ready socket only, so a turn costs what
+/// happened on the wire, not the number of open transfers (`curl_multi_perform` and
+/// `curl_multi_poll` walk every transfer on every turn). Completions are collected with
+/// `curl_multi_info_read`.
 ///
-/// Other threads hand transfers over through `inbox` and wake the thread with
-/// `curl_multi_wakeup` only when it may be asleep in `curl_multi_poll`, so a busy thread is
-/// not interrupted. A transfer submitted on the I/O thread itself (from another transfer's
+/// Other threads hand transfers over through `inbox` and wake the thread through an
+/// eventfd in the epoll set, only when it may be asleep in `epoll_wait`, so a busy thread
+/// is not interrupted. A transfer submitted on the I/O thread itself (from another transfer's
 /// completion, to chain requests) starts at once, without the inbox.
 // @unchecked: only `inbox` (a Locked) and `ioThread` (an Atomic) are shared; everything
 // else is confined to the I/O thread.
@@ -24,9 +28,9 @@ final class TransferEngine: @unchecked Sendable {
         var submissions: [Transfer] = []
         var cancellations: [Transfer] = []
         var isStopRequested = false
-        /// The multi handle is gone: `curl_multi_wakeup` must not be called any more.
+        /// The loop has ended and closed the wake-up eventfd: it must not be written any more.
         var isMultiClosed = false
-        /// The I/O thread is in, or about to enter, `curl_multi_poll`.
+        /// The I/O thread is in, or about to enter, `epoll_wait`.
         var isPolling = false
         /// A wakeup was sent since the I/O thread last emptied the inbox.
         var isWakeupPending = false
@@ -38,12 +42,13 @@ final class TransferEngine: @unchecked Sendable {
     private let maximumIdleHandles: Int
     /// The I/O thread's `pthread_t`, set when `run` starts (0 before).
     private let ioThread = Atomic<UInt>(0)
+    /// The epoll set and libcurl's next deadline, written by the C callbacks in `CCurl`.
+    private let loop: UnsafeMutablePointer<druid_curl_loop>
+    private let wakeupDescriptor: Int32
 
     // Confined to the I/O thread.
     /// Set once the loop has seen the stop request: direct submissions fail from then on.
     private var isStopping = false
-    /// A transfer was started from a completion since the last `curl_multi_perform`.
-    private var hasDirectStarts = false
     private var idleHandles: [EasyHandle] = []
     private var running: [Transfer] = []
     private var takenSubmissions: [Transfer] = []
@@ -55,6 +60,37 @@ final class TransferEngine: @unchecked Sendable {
             maximumConnectionsPerHost: configuration.maximumConnectionsPerHost)
         settings = TransferSettings(configuration)
         maximumIdleHandles = max(16, configuration.maximumIdleConnections)
+        let epoll = epoll_create1(Int32(EPOLL_CLOEXEC))
+        let wakeup = druid_wakeup_eventfd()
+        guard epoll >= 0, wakeup >= 0, druid_epoll_add_readable(epoll, wakeup) == 0 else {
+            let failure = errno
+            if epoll >= 0 { close(epoll) }
+            if wakeup >= 0 { close(wakeup) }
+            throw HTTPClientError(code: .other(-Int(failure)), detail: "cannot set up epoll: errno \(failure)")
+        }
+        loop = .allocate(capacity: 1)
+        loop.initialize(to: druid_curl_loop(epoll_fd: epoll, deadline_ns: -1))
+        wakeupDescriptor = wakeup
+        let code = druid_curl_multi_use_loop(multi.raw, loop)
+        guard code == CURLM_OK else {
+            close(epoll)
+            close(wakeup)
+            loop.deallocate()
+            throw HTTPClientError(
+                code: .other(Int(code.rawValue)),
+                detail: "curl_multi_setopt: \(String(cString: curl_multi_strerror(code)))")
+        }
+    }
+
+    deinit {
+        // `run` closed the descriptors when it ended; an engine whose loop never ran did not.
+        let isClosed = inbox.withLock { $0.isMultiClosed }
+        if !isClosed {
+            multi.close()
+            close(loop.pointee.epoll_fd)
+            close(wakeupDescriptor)
+        }
+        loop.deallocate()
     }
 
     var maximumResponseBodySize: Int { settings.maximumResponseBodySize }
@@ -68,7 +104,6 @@ final class TransferEngine: @unchecked Sendable {
         if isOnIOThread {
             guard !isStopping else { return false }
             start(transfer)
-            hasDirectStarts = true
             return true
         }
         return inbox.withLock { inbox in
@@ -100,7 +135,7 @@ final class TransferEngine: @unchecked Sendable {
         inbox.withLock { inbox in
             guard !inbox.isStopRequested else { return }
             inbox.isStopRequested = true
-            if !inbox.isMultiClosed { _ = curl_multi_wakeup(multi.raw) }
+            if !inbox.isMultiClosed { druid_eventfd_signal(wakeupDescriptor) }
         }
     }
 
@@ -108,7 +143,7 @@ final class TransferEngine: @unchecked Sendable {
     private func wakeIfPolling(_ inbox: inout Inbox) {
         if inbox.isPolling && !inbox.isWakeupPending && !inbox.isMultiClosed {
             inbox.isWakeupPending = true
-            _ = curl_multi_wakeup(multi.raw)
+            druid_eventfd_signal(wakeupDescriptor)
         }
     }
 
@@ -119,6 +154,13 @@ final class TransferEngine: @unchecked Sendable {
     func run() {
         ioThread.store(UInt(pthread_self()), ordering: .relaxed)
         var runningHandles: Int32 = 0
+        let capacity = 128
+        let readyDescriptors = UnsafeMutablePointer<Int32>.allocate(capacity: capacity)
+        let readyMasks = UnsafeMutablePointer<Int32>.allocate(capacity: capacity)
+        defer {
+            readyDescriptors.deallocate()
+            readyMasks.deallocate()
+        }
         while true {
             let isStopRequested = takeInbox()
             for transfer in takenSubmissions { start(transfer) }
@@ -129,23 +171,42 @@ final class TransferEngine: @unchecked Sendable {
             takenCancellations.removeAll(keepingCapacity: true)
             if isStopRequested { break }
 
-            hasDirectStarts = false
-            _ = curl_multi_perform(multi.raw, &runningHandles)
-            collectCompletions()
-
-            // Requests chained from completions are sent at once, without waiting.
-            if !hasDirectStarts && isInboxEmptyBeforePolling() {
-                // Returns early when a transfer needs attention (libcurl's own timers
-                // shorten the wait) or when woken by `curl_multi_wakeup`.
-                if curl_multi_poll(multi.raw, nil, 0, 1000, nil) != CURLM_OK {
-                    // Should not happen (libcurl retries EINTR itself); never spin on it.
-                    var pause = timespec(tv_sec: 0, tv_nsec: 10_000_000)
-                    _ = nanosleep(&pause, nil)
+            // A new transfer sets libcurl's deadline to now, so it starts without a wait.
+            var wait = millisecondsUntilDeadline()
+            if wait > 0 && !isInboxEmptyBeforePolling() { wait = 0 }
+            let count = druid_epoll_wait(loop.pointee.epoll_fd, readyDescriptors, readyMasks, Int32(capacity), wait)
+            if count < 0 && errno != EINTR {
+                // Should not happen; never spin on it.
+                var pause = timespec(tv_sec: 0, tv_nsec: 10_000_000)
+                _ = nanosleep(&pause, nil)
+            }
+            for index in 0..<max(0, Int(count)) {
+                let descriptor = readyDescriptors[index]
+                if descriptor == wakeupDescriptor {
+                    druid_eventfd_drain(descriptor)
+                } else {
+                    _ = curl_multi_socket_action(multi.raw, descriptor, readyMasks[index], &runningHandles)
                 }
             }
+            let deadline = loop.pointee.deadline_ns
+            if deadline >= 0 && druid_monotonic_ns() >= deadline {
+                // Cleared first: the call may set a new deadline.
+                loop.pointee.deadline_ns = -1
+                _ = druid_curl_multi_timeout_action(multi.raw, &runningHandles)
+            }
+            collectCompletions()
         }
         isStopping = true
         stop()
+    }
+
+    /// How long `epoll_wait` may sleep: until libcurl's deadline, at most a second.
+    private func millisecondsUntilDeadline() -> Int32 {
+        let deadline = loop.pointee.deadline_ns
+        guard deadline >= 0 else { return 1000 }
+        let remaining = deadline - druid_monotonic_ns()
+        if remaining <= 0 { return 0 }
+        return Int32(min(1000, (remaining + 999_999) / 1_000_000))
     }
 
     /// Moves the inbox's queues into the I/O thread's buffers (swapping, so no allocation).
@@ -279,6 +340,8 @@ final class TransferEngine: @unchecked Sendable {
             inbox.isPolling = false
         }
         multi.close()
+        close(loop.pointee.epoll_fd)
+        close(wakeupDescriptor)
     }
 
     /// Turns a libcurl failure into an ``HTTPClientError``.
