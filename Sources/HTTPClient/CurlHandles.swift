@@ -28,17 +28,44 @@ enum CurlLibrary {
 /// Owns one libcurl easy handle, which the engine reuses request after request
 /// (`curl_easy_init`, `curl_easy_cleanup`).
 ///
+/// The options every request shares are set once, when the handle is made; a request
+/// sets only its own (URL, headers, body, method, timeout, callbacks' context), each of
+/// them every time, so nothing of the previous request carries over.
+///
 /// Used only on the I/O thread.
 final class EasyHandle {
     let raw: UnsafeMutableRawPointer
     /// `CURLOPT_ERRORBUFFER`: libcurl's own message for the last failure.
     private let errorBuffer: UnsafeMutablePointer<CChar>
+    /// The first option that failed when the shared ones were set (`CURLE_OK`: none).
+    private var sharedOptionsResult = CURLE_OK
 
-    init?() {
+    init?(settings: TransferSettings) {
         guard let raw = curl_easy_init() else { return nil }
         self.raw = raw
         errorBuffer = .allocate(capacity: Int(CURL_ERROR_SIZE))
         errorBuffer.initialize(repeating: 0, count: Int(CURL_ERROR_SIZE))
+        var options = OptionSetter(raw: raw)
+        options.set(CURLOPT_ERRORBUFFER, UnsafeMutableRawPointer(errorBuffer))
+        options.check(druid_curl_easy_setopt_data_callback(raw, CURLOPT_WRITEFUNCTION, curlWriteCallback))
+        options.check(druid_curl_easy_setopt_data_callback(raw, CURLOPT_HEADERFUNCTION, curlHeaderCallback))
+        options.set(CURLOPT_PROTOCOLS_STR, "http,https")
+        options.set(CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_1_1))
+        options.set(CURLOPT_NOSIGNAL, 1)
+        options.set(CURLOPT_TCP_NODELAY, 1)
+        options.set(CURLOPT_TCP_KEEPALIVE, 1)
+        options.set(CURLOPT_TCP_KEEPIDLE, settings.tcpKeepAliveIdleSeconds)
+        options.set(CURLOPT_TCP_KEEPINTVL, max(1, settings.tcpKeepAliveIdleSeconds / 2))
+        options.set(CURLOPT_CONNECTTIMEOUT_MS, settings.connectTimeoutMilliseconds)
+        options.set(CURLOPT_SSL_VERIFYPEER, 1)
+        options.set(CURLOPT_SSL_VERIFYHOST, 2)
+        options.set(CURLOPT_SSLVERSION, Int(CURL_SSLVERSION_TLSv1_2))
+        if let file = settings.certificateAuthorityFile { options.set(CURLOPT_CAINFO, file) }
+        if let agent = settings.userAgent { options.set(CURLOPT_USERAGENT, agent) }
+        // An explicit proxy, or none: never one picked up from the environment (which would
+        // also cost a getenv per request).
+        options.set(CURLOPT_PROXY, settings.proxyURL ?? "")
+        sharedOptionsResult = options.firstFailure
     }
 
     deinit {
@@ -46,69 +73,47 @@ final class EasyHandle {
         errorBuffer.deallocate()
     }
 
-    /// Sets every option of `transfer` on this freshly reset handle; returns the first
-    /// failing `CURLcode`, or `CURLE_OK`.
-    func configure(for transfer: Transfer, settings: TransferSettings) -> CURLcode {
-        var firstFailure = CURLE_OK
-        func check(_ code: CURLcode) {
-            if firstFailure == CURLE_OK && code != CURLE_OK { firstFailure = code }
-        }
-        func set(_ option: CURLoption, _ value: Int) {
-            check(druid_curl_easy_setopt_long(raw, option, value))
-        }
-        func set(_ option: CURLoption, _ value: String) {
-            check(value.withCString { druid_curl_easy_setopt_string(raw, option, $0) })
-        }
-        func set(_ option: CURLoption, _ value: UnsafeMutableRawPointer?) {
-            check(druid_curl_easy_setopt_pointer(raw, option, value))
-        }
-
+    /// Sets the options of `transfer`; returns the first failing `CURLcode` (of these or
+    /// of the shared options), or `CURLE_OK`.
+    func configure(for transfer: Transfer) -> CURLcode {
+        var options = OptionSetter(raw: raw)
+        options.check(sharedOptionsResult)
         errorBuffer[0] = 0
         let context = Unmanaged.passUnretained(transfer).toOpaque()
-        set(CURLOPT_PRIVATE, context)
-        set(CURLOPT_ERRORBUFFER, UnsafeMutableRawPointer(errorBuffer))
-        check(druid_curl_easy_setopt_data_callback(raw, CURLOPT_WRITEFUNCTION, curlWriteCallback))
-        set(CURLOPT_WRITEDATA, context)
-        check(druid_curl_easy_setopt_data_callback(raw, CURLOPT_HEADERFUNCTION, curlHeaderCallback))
-        set(CURLOPT_HEADERDATA, context)
-
-        set(CURLOPT_URL, transfer.url)
-        set(CURLOPT_PROTOCOLS_STR, "http,https")
-        set(CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_1_1))
-        set(CURLOPT_NOSIGNAL, 1)
-        set(CURLOPT_TCP_NODELAY, 1)
-        set(CURLOPT_TCP_KEEPALIVE, 1)
-        set(CURLOPT_TCP_KEEPIDLE, settings.tcpKeepAliveIdleSeconds)
-        set(CURLOPT_TCP_KEEPINTVL, max(1, settings.tcpKeepAliveIdleSeconds / 2))
-        set(CURLOPT_CONNECTTIMEOUT_MS, settings.connectTimeoutMilliseconds)
-        set(CURLOPT_TIMEOUT_MS, max(1, transfer.timeoutMilliseconds))
-
-        set(CURLOPT_SSL_VERIFYPEER, 1)
-        set(CURLOPT_SSL_VERIFYHOST, 2)
-        set(CURLOPT_SSLVERSION, Int(CURL_SSLVERSION_TLSv1_2))
-        if let file = settings.certificateAuthorityFile { set(CURLOPT_CAINFO, file) }
-        if let agent = settings.userAgent { set(CURLOPT_USERAGENT, agent) }
-
-        // An explicit proxy, or none: never one picked up from the environment (which would
-        // also cost a getenv per request).
-        set(CURLOPT_PROXY, settings.proxyURL ?? "")
-        set(CURLOPT_HTTPHEADER, UnsafeMutableRawPointer(transfer.headerList))
+        options.set(CURLOPT_PRIVATE, context)
+        options.set(CURLOPT_WRITEDATA, context)
+        options.set(CURLOPT_HEADERDATA, context)
+        options.set(CURLOPT_URL, transfer.url)
+        options.set(CURLOPT_TIMEOUT_MS, max(1, transfer.timeoutMilliseconds))
+        options.set(CURLOPT_HTTPHEADER, UnsafeMutableRawPointer(transfer.headerList))
+        // The method, from a known state: NOBODY off (it also turns a HEAD back into a GET).
+        options.set(CURLOPT_NOBODY, 0)
+        var customMethod: String? = nil
         if transfer.method == .head {
-            set(CURLOPT_NOBODY, 1)
+            options.set(CURLOPT_HTTPGET, 1)
+            options.set(CURLOPT_NOBODY, 1)
         } else if let body = transfer.body {
-            check(druid_curl_easy_setopt_off_t(raw, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(body.count)))
-            set(CURLOPT_POSTFIELDS, UnsafeMutableRawPointer(mutating: body.baseAddress))
-            if transfer.method != .post { set(CURLOPT_CUSTOMREQUEST, transfer.method.rawValue) }
-        } else if transfer.method != .get {
-            set(CURLOPT_CUSTOMREQUEST, transfer.method.rawValue)
+            options.check(druid_curl_easy_setopt_off_t(raw, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(body.count)))
+            options.set(CURLOPT_POSTFIELDS, UnsafeMutableRawPointer(mutating: body.baseAddress))
+            if transfer.method != .post { customMethod = transfer.method.rawValue }
+        } else {
+            options.set(CURLOPT_HTTPGET, 1)
+            if transfer.method != .get { customMethod = transfer.method.rawValue }
         }
-        return firstFailure
+        if let customMethod {
+            options.set(CURLOPT_CUSTOMREQUEST, customMethod)
+        } else {
+            options.check(druid_curl_easy_setopt_string(raw, CURLOPT_CUSTOMREQUEST, nil))
+        }
+        return options.firstFailure
     }
 
-    /// Forgets every option, so no pointer into a finished transfer survives; keeps the
-    /// connection cache, DNS cache and TLS session ids (`curl_easy_reset`).
-    func reset() {
-        curl_easy_reset(raw)
+    /// Clears the options that point into the finished transfer's memory, so an idle
+    /// handle holds no dangling pointer; keeps everything else, connections included.
+    func detach() {
+        for option in [CURLOPT_HTTPHEADER, CURLOPT_POSTFIELDS, CURLOPT_PRIVATE, CURLOPT_WRITEDATA, CURLOPT_HEADERDATA] {
+            _ = druid_curl_easy_setopt_pointer(raw, option, nil)
+        }
     }
 
     /// The status code of the response just received (`CURLINFO_RESPONSE_CODE`).
@@ -122,6 +127,28 @@ final class EasyHandle {
     func failureText(for code: CURLcode) -> String {
         if errorBuffer[0] != 0 { return String(cString: errorBuffer) }
         return String(cString: curl_easy_strerror(code))
+    }
+}
+
+/// Sets options on one easy handle, remembering the first failure.
+private struct OptionSetter {
+    let raw: UnsafeMutableRawPointer
+    var firstFailure = CURLE_OK
+
+    mutating func check(_ code: CURLcode) {
+        if firstFailure == CURLE_OK && code != CURLE_OK { firstFailure = code }
+    }
+
+    mutating func set(_ option: CURLoption, _ value: Int) {
+        check(druid_curl_easy_setopt_long(raw, option, value))
+    }
+
+    mutating func set(_ option: CURLoption, _ value: String) {
+        check(value.withCString { druid_curl_easy_setopt_string(raw, option, $0) })
+    }
+
+    mutating func set(_ option: CURLoption, _ value: UnsafeMutableRawPointer?) {
+        check(druid_curl_easy_setopt_pointer(raw, option, value))
     }
 }
 

@@ -236,14 +236,14 @@ final class TransferEngine: @unchecked Sendable {
             resume(transfer, with: .failure(HTTPClientError(code: .cancelled, detail: "")))
             return
         }
-        guard let easy = idleHandles.popLast() ?? EasyHandle() else {
+        guard let easy = idleHandles.popLast() ?? EasyHandle(settings: settings) else {
             resume(
                 transfer,
                 with: .failure(
                     HTTPClientError(code: .other(Int(CURLE_OUT_OF_MEMORY.rawValue)), detail: "curl_easy_init failed")))
             return
         }
-        let configured = easy.configure(for: transfer, settings: settings)
+        let configured = easy.configure(for: transfer)
         guard configured == CURLE_OK else {
             recycle(easy)
             resume(
@@ -324,7 +324,7 @@ final class TransferEngine: @unchecked Sendable {
     }
 
     private func recycle(_ easy: EasyHandle) {
-        easy.reset()
+        easy.detach()
         if idleHandles.count < maximumIdleHandles { idleHandles.append(easy) }
     }
 
