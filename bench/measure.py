@@ -671,13 +671,29 @@ class Bench:
         specs = {"druid-sync": self.daemon_spec(url, c), "reference": self.reference_spec(url, c),
                  "ack-only": self.ack_only_spec(c), "ack-only-python": self.ack_only_python_spec(url, c),
                  "ack-only-coalesce": self.ack_only_spec(c, coalesce=True)}
-        results = {}
-        for key in self.args.consumers:
-            results[key] = self.run_consumer(specs[key], n, n, "throughput", standin_pids=nginx.worker_pids,
-                                             capture_deliveries=self.args.capture == "full")
+        # Rounds interleave the consumers (A B C, A B C, …) so that a slow spell of this
+        # shared machine hits all of them alike; each consumer's median round is reported.
+        rounds = {key: [] for key in self.args.consumers}
+        for number in range(1, self.args.rounds + 1):
+            for key in self.args.consumers:
+                tag = "throughput" if self.args.rounds == 1 else f"throughput-r{number}"
+                rounds[key].append(self.run_consumer(specs[key], n, n, tag, standin_pids=nginx.worker_pids,
+                                                     capture_deliveries=self.args.capture == "full"))
         nginx.stop()
-        self.print_header("throughput", n, c, "nginx, constant answers")
+        results = {key: median_round(runs) for key, runs in rounds.items()}
+        rounds_note = f", median of {self.args.rounds} interleaved rounds" if self.args.rounds > 1 else ""
+        self.print_header("throughput", n, c, "nginx, constant answers" + rounds_note)
         print_table([results[k] for k in self.args.consumers])
+        if self.args.rounds > 1:
+            print()
+            print("rounds (msgs/s, in order)")
+            for key in self.args.consumers:
+                rates = " / ".join(f"{r.rate:,.0f}" if r.ok else "failed" for r in rounds[key])
+                print(f"  {results[key].spec.label:<36} {rates}")
+            if "druid-sync" in rounds and "ack-only" in rounds:
+                pairs = [f"{d.rate / a.rate:.2f}" for d, a in zip(rounds["druid-sync"], rounds["ack-only"])
+                         if d.ok and a.ok and a.rate]
+                print(f"  {'druid-sync / ack-only, round by round':<36} {' / '.join(pairs)}")
         verdicts = []
         d, r, a = results.get("druid-sync"), results.get("reference"), results.get("ack-only")
         if d and r and d.ok and r.ok:
@@ -788,6 +804,13 @@ def machine_summary():
     return f"{os.cpu_count()} × {model} (nproc {len(os.sched_getaffinity(0))}){memory}"
 
 
+def median_round(runs):
+    """The round with the median rate (the lower middle one for an even count); a
+    failed round counts as rate 0, so failures are not hidden by a good round."""
+    ordered = sorted(runs, key=lambda r: r.rate if r.ok else 0.0)
+    return ordered[(len(ordered) - 1) // 2]
+
+
 def fmt_pair(pair, digits=1):
     if pair[0] is None:
         return "n/a"
@@ -845,6 +868,8 @@ def main():
                         "consumer's prefetch (64, or 256 in latency mode)")
     parser.add_argument("--consumers", default="druid-sync,reference,ack-only",
                         help="throughput mode: which consumers to run, comma-separated")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="throughput mode: interleaved rounds per consumer; the median is reported (3)")
     parser.add_argument("--amqp-url", default=os.environ.get("DRUID_SYNC_AMQP_URL",
                                                             "amqp://guest:guest@127.0.0.1:5672/%2F"))
     parser.add_argument("--binary", default=os.path.join(REPO_DIR, ".build", "release", "druid-sync"))
@@ -864,6 +889,8 @@ def main():
     for c in args.consumers:
         if c not in ("druid-sync", "reference", "ack-only", "ack-only-python", "ack-only-coalesce"):
             parser.error(f"unknown consumer {c}")
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     if os.geteuid() != 0:
         parser.error("tcpdump needs root (or CAP_NET_RAW) to capture on lo")
 

@@ -239,12 +239,13 @@ public final class AMQPConsumer: Sendable {
                 }
             }
             if !acks.isEmpty || !rejects.isEmpty {
-                try connection.corked(acks.count + rejects.count > 1) { () throws(AMQPError) in
-                    for reject in rejects {
-                        try connection.reject(reject.tag, requeue: reject.requeue)
-                        coalescer.rejected(reject.tag)
-                    }
-                    let plan = coalescer.plan(acking: acks)
+                // The plan first: a turn's acks usually collapse into one `multiple` ack,
+                // and a single frame needs no cork (two system calls saved).
+                for reject in rejects { coalescer.rejected(reject.tag) }
+                let plan = coalescer.plan(acking: acks)
+                let frames = rejects.count + (plan.multipleUpTo == nil ? 0 : 1) + plan.singles.count
+                try connection.corked(frames > 1) { () throws(AMQPError) in
+                    for reject in rejects { try connection.reject(reject.tag, requeue: reject.requeue) }
                     if let upTo = plan.multipleUpTo { try connection.ack(upTo, multiple: true) }
                     for tag in plan.singles { try connection.ack(tag) }
                 }

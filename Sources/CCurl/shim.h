@@ -55,7 +55,14 @@ typedef struct {
     int epoll_fd;
     /// CLOCK_MONOTONIC nanoseconds at which libcurl wants `druid_curl_socket_timeout`; -1: none.
     long long deadline_ns;
+    /// Per descriptor below `state_capacity`: 0 not in the epoll set, 1 watched, 2 parked
+    /// (still in the set, no events asked). A kept-alive connection goes idle and back to
+    /// work once per request; parking it saves an EPOLL_CTL_DEL and an EPOLL_CTL_ADD each time.
+    unsigned char *states;
+    int state_capacity;
 } druid_curl_loop;
+
+enum { DRUID_FD_UNWATCHED = 0, DRUID_FD_WATCHED = 1, DRUID_FD_PARKED = 2 };
 
 static inline long long druid_monotonic_ns(void) {
     struct timespec now;
@@ -67,18 +74,35 @@ static inline int druid_curl_socket_callback(CURL *easy, curl_socket_t socket, i
     (void)easy;
     (void)socketp;
     druid_curl_loop *loop = (druid_curl_loop *)userp;
-    if (what == CURL_POLL_REMOVE) {
-        // Fails harmlessly when libcurl already closed the socket (the kernel dropped it).
-        epoll_ctl(loop->epoll_fd, EPOLL_CTL_DEL, socket, NULL);
-        return 0;
-    }
+    int tracked = socket >= 0 && socket < loop->state_capacity;
     struct epoll_event event;
-    event.events = ((what & CURL_POLL_IN) ? EPOLLIN : 0) | ((what & CURL_POLL_OUT) ? EPOLLOUT : 0);
     event.data.u64 = 0;
     event.data.fd = socket;
-    if (epoll_ctl(loop->epoll_fd, EPOLL_CTL_MOD, socket, &event) != 0 && errno == ENOENT) {
-        if (epoll_ctl(loop->epoll_fd, EPOLL_CTL_ADD, socket, &event) != 0) return -1;
+    if (what == CURL_POLL_REMOVE) {
+        if (tracked && loop->states[socket] == DRUID_FD_WATCHED) {
+            // Park: keep the registration, ask for nothing. If libcurl closes the socket,
+            // the kernel drops it from the set by itself.
+            event.events = 0;
+            loop->states[socket] = epoll_ctl(loop->epoll_fd, EPOLL_CTL_MOD, socket, &event) == 0
+                ? DRUID_FD_PARKED : DRUID_FD_UNWATCHED;
+        } else if (!tracked) {
+            // Fails harmlessly when libcurl already closed the socket.
+            epoll_ctl(loop->epoll_fd, EPOLL_CTL_DEL, socket, NULL);
+        }
+        return 0;
     }
+    event.events = ((what & CURL_POLL_IN) ? EPOLLIN : 0) | ((what & CURL_POLL_OUT) ? EPOLLOUT : 0);
+    // A parked entry may be stale (its socket closed, the number reused): MOD then fails
+    // with ENOENT and the socket is added afresh.
+    int first = (tracked && loop->states[socket] == DRUID_FD_UNWATCHED) ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
+    if (epoll_ctl(loop->epoll_fd, first, socket, &event) != 0) {
+        int second = first == EPOLL_CTL_ADD ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+        if ((errno != EEXIST && errno != ENOENT) || epoll_ctl(loop->epoll_fd, second, socket, &event) != 0) {
+            if (tracked) loop->states[socket] = DRUID_FD_UNWATCHED;
+            return -1;
+        }
+    }
+    if (tracked) loop->states[socket] = DRUID_FD_WATCHED;
     return 0;
 }
 
@@ -109,17 +133,27 @@ static inline int druid_epoll_add_readable(int epoll_fd, int fd) {
 
 /// `epoll_wait` into two plain arrays (the kernel's struct is packed, which Swift does not
 /// import well): the descriptor and libcurl's `CURL_CSELECT_*` mask for each ready one.
-static inline int druid_epoll_wait(int epoll_fd, int *fds, int *masks, int capacity, int timeout_ms) {
+static inline int druid_epoll_wait(druid_curl_loop *loop, int *fds, int *masks, int capacity, int timeout_ms) {
     struct epoll_event events[128];
     if (capacity > 128) capacity = 128;
-    int count = epoll_wait(epoll_fd, events, capacity, timeout_ms);
+    int count = epoll_wait(loop->epoll_fd, events, capacity, timeout_ms);
+    int kept = 0;
     for (int index = 0; index < count; index++) {
         unsigned int ready = events[index].events;
-        fds[index] = events[index].data.fd;
-        masks[index] = ((ready & (EPOLLIN | EPOLLHUP | EPOLLRDHUP)) ? CURL_CSELECT_IN : 0)
+        int fd = events[index].data.fd;
+        if (fd >= 0 && fd < loop->state_capacity && loop->states[fd] == DRUID_FD_PARKED) {
+            // An error or hang-up on a parked socket (reported whatever was asked): not
+            // libcurl's business until it uses the connection again; stop watching it.
+            epoll_ctl(loop->epoll_fd, EPOLL_CTL_DEL, fd, NULL);
+            loop->states[fd] = DRUID_FD_UNWATCHED;
+            continue;
+        }
+        fds[kept] = fd;
+        masks[kept] = ((ready & (EPOLLIN | EPOLLHUP | EPOLLRDHUP)) ? CURL_CSELECT_IN : 0)
             | ((ready & EPOLLOUT) ? CURL_CSELECT_OUT : 0) | ((ready & EPOLLERR) ? CURL_CSELECT_ERR : 0);
+        kept++;
     }
-    return count;
+    return count < 0 ? count : kept;
 }
 
 /// A non-blocking eventfd for waking the I/O loop; -1 on failure.

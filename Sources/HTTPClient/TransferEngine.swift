@@ -69,12 +69,18 @@ final class TransferEngine: @unchecked Sendable {
             throw HTTPClientError(code: .other(-Int(failure)), detail: "cannot set up epoll: errno \(failure)")
         }
         loop = .allocate(capacity: 1)
-        loop.initialize(to: druid_curl_loop(epoll_fd: epoll, deadline_ns: -1))
+        let stateCapacity = 65_536
+        let states = UnsafeMutablePointer<UInt8>.allocate(capacity: stateCapacity)
+        states.initialize(repeating: 0, count: stateCapacity)
+        loop.initialize(
+            to: druid_curl_loop(
+                epoll_fd: epoll, deadline_ns: -1, states: states, state_capacity: Int32(stateCapacity)))
         wakeupDescriptor = wakeup
         let code = druid_curl_multi_use_loop(multi.raw, loop)
         guard code == CURLM_OK else {
             close(epoll)
             close(wakeup)
+            loop.pointee.states.deallocate()
             loop.deallocate()
             throw HTTPClientError(
                 code: .other(Int(code.rawValue)),
@@ -90,6 +96,7 @@ final class TransferEngine: @unchecked Sendable {
             close(loop.pointee.epoll_fd)
             close(wakeupDescriptor)
         }
+        loop.pointee.states.deallocate()
         loop.deallocate()
     }
 
@@ -174,7 +181,7 @@ final class TransferEngine: @unchecked Sendable {
             // A new transfer sets libcurl's deadline to now, so it starts without a wait.
             var wait = millisecondsUntilDeadline()
             if wait > 0 && !isInboxEmptyBeforePolling() { wait = 0 }
-            let count = druid_epoll_wait(loop.pointee.epoll_fd, readyDescriptors, readyMasks, Int32(capacity), wait)
+            let count = druid_epoll_wait(loop, readyDescriptors, readyMasks, Int32(capacity), wait)
             if count < 0 && errno != EINTR {
                 // Should not happen; never spin on it.
                 var pause = timespec(tv_sec: 0, tv_nsec: 10_000_000)
