@@ -108,6 +108,41 @@ struct HTTPClientTests {
         #expect(stats["peers"] as? Int == 1)
     }
 
+    @Test("kept-alive connections the server closes while idle are replaced: later requests all succeed")
+    func idleConnectionsClosedByTheServer() async throws {
+        let client = try HTTPClient()
+        defer { client.shutdown() }
+        // Several connections at once, each closed by the server 50 ms after its answer.
+        try await withThrowingTaskGroup(of: Int.self) { group in
+            for _ in 0..<8 {
+                group.addTask { try await client.execute(HTTPRequest(url: "\(base)/answer-then-close?ms=50")).status }
+            }
+            for try await status in group { #expect(status == 200) }
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        let clock = ContinuousClock()
+        let start = clock.now
+        let tag = UUID().uuidString
+        try await withThrowingTaskGroup(of: Int.self) { group in
+            for _ in 0..<8 {
+                group.addTask {
+                    try await client.execute(HTTPRequest(method: .post, url: "\(base)/echo?tag=\(tag)", body: [7]))
+                        .status
+                }
+            }
+            for try await status in group { #expect(status == 200) }
+        }
+        for _ in 0..<8 {
+            let response = try await client.execute(
+                HTTPRequest(method: .post, url: "\(base)/echo?tag=\(tag)", body: [7]))
+            #expect(response.status == 200)
+        }
+        // No request waited for a stale connection to time out.
+        #expect(clock.now - start < .seconds(2), "took \(clock.now - start)")
+        let stats = jsonObject(try await client.execute(HTTPRequest(url: "\(base)/stats?tag=\(tag)")).body)
+        #expect(stats["requests"] as? Int == 16)
+    }
+
     @Test("a slow answer fails with .timeout soon after the request's timeout")
     func timeout() async throws {
         let client = try HTTPClient()

@@ -213,6 +213,13 @@ let testServerSource = #"""
     async def big(request):
         return web.Response(body=b"x" * int(request.query["n"]))
 
+    async def answer_then_close(request):
+        # Answers with keep-alive, then closes the idle connection, as a server does when
+        # its keep-alive timeout passes.
+        transport = request.transport
+        asyncio.get_running_loop().call_later(int(request.query.get("ms", "50")) / 1000, transport.close)
+        return web.Response(text="ok")
+
     async def drop(request):
         request.transport.close()
         await asyncio.sleep(0.5)
@@ -288,6 +295,7 @@ let testServerSource = #"""
         app.router.add_route("*", "/status", status)
         app.router.add_get("/big", big)
         app.router.add_get("/drop", drop)
+        app.router.add_get("/answer-then-close", answer_then_close)
         app.router.add_post("/d/{scope}/oauth2/token", token)
         app.router.add_post("/d/{scope}/activityid/v1/user/update", update)
         app.router.add_post("/d/{scope}/admin/canned", admin_canned)
