@@ -786,6 +786,8 @@ class Bench:
         print(f"druid-sync benchmark, {mode} mode: {n:,} messages, concurrency/prefetch {c}, classic queue; "
               f"DRUID: {standin}")
         print(f"machine: {machine_summary()}; load average now {' '.join(load)}")
+        kind = "static Swift runtime, as the .deb ships it" if "/static/" in self.args.binary else "dynamic"
+        print(f"druid-sync binary: {os.path.relpath(self.args.binary, REPO_DIR)} ({kind})")
         print("=" * 100)
 
 
