@@ -2,8 +2,9 @@
 
 Run: /usr/bin/python3 -m unittest discover -s deploy/emulator -p 'test_*.py' -v
 
-Most tests start the aiohttp app on a real socket (port 0) inside the test's event loop;
-the command-line and HTTPS tests start druid_emulator.py as a subprocess.
+Most tests start the emulator's HTTP server on a real socket (port 0) inside the test's
+event loop and talk to it with aiohttp's client (HttpLayerTest uses raw sockets); the
+command-line and HTTPS tests start druid_emulator.py as a subprocess.
 """
 
 import asyncio
@@ -25,11 +26,13 @@ import urllib.request
 import warnings
 
 import aiohttp
-from aiohttp import web
-
-import druid_emulator as emulator
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+if HERE not in sys.path:  # run as a file (python3 -m unittest deploy/emulator/test_...py)
+    sys.path.insert(0, HERE)
+
+import druid_emulator as emulator  # noqa: E402
+
 SCRIPT = os.path.join(HERE, "druid_emulator.py")
 SAMPLE = os.path.join(HERE, "users.sample.json")
 
@@ -106,20 +109,19 @@ class EmulatorTestCase(unittest.IsolatedAsyncioTestCase):
     """Runs an Emulator on a free port of 127.0.0.1 and talks to it over HTTP."""
 
     settings_kwargs = {}
+    max_body = emulator.MAX_BODY
 
     async def asyncSetUp(self):
         self.emu = emulator.Emulator(emulator.Settings(**self.settings_kwargs))
         self.emu.put_users([emulator.user_from_seed(u, i) for i, u in enumerate(seed_users())])
-        self.runner = web.AppRunner(emulator.make_app(self.emu), access_log=None)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0, shutdown_timeout=0.1)
-        await site.start()
-        self.base = "http://127.0.0.1:%d" % self.runner.addresses[0][1]
+        self.server = await emulator.start_server(self.emu, "127.0.0.1", 0,
+                                                  max_body=self.max_body)
+        self.base = "http://127.0.0.1:%d" % self.server.port
         self.session = aiohttp.ClientSession()
 
     async def asyncTearDown(self):
         await self.session.close()
-        await self.runner.cleanup()
+        await self.server.close(grace=0.1)
 
     # ------------------------------------------------------------------ helpers
 
@@ -662,6 +664,302 @@ class ReplacementTest(EmulatorTestCase):
         _, log = await self.admin("GET", "/requests?endpoint=other")
         self.assertEqual([r["path"] for r in log["requests"]],
                          ["/activityid/v1/user/create", emulator.TOKEN_PATH])
+
+
+# ---------------------------------------------------------------------- the HTTP layer
+
+def raw_token_request(verifier, extra_headers=b"", chunks=None):
+    """A token request as bytes; with chunks=N the form goes chunked in N pieces."""
+    form = urllib.parse.urlencode({
+        "grant_type": GRANT, "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
+        "code_challenge": challenge_of(verifier), "code_challenge_method": "S256",
+        "scope": "update"}).encode()
+    head = (b"POST /oauth2/token HTTP/1.1\r\nHost: emulator\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\n" + extra_headers)
+    if chunks is None:
+        return head + b"Content-Length: %d\r\n\r\n" % len(form) + form
+    size = -(-len(form) // chunks)
+    body = b"".join(b"%x\r\n%s\r\n" % (len(form[i:i + size]), form[i:i + size])
+                    for i in range(0, len(form), size))
+    return head + b"Transfer-Encoding: chunked\r\n\r\n" + body + b"0\r\n\r\n"
+
+
+def raw_update_request(token, verifier):
+    body = json.dumps(activity()).encode()
+    return (b"POST %s?code_verifier=%s HTTP/1.1\r\nHost: emulator\r\n"
+            b"Authorization: Bearer %s\r\nFrom: %s\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n"
+            % (emulator.UPDATE_PATH.encode(), verifier.encode(), token.encode(),
+               ENTRY_POINT.encode(), len(body)) + body)
+
+
+class HttpLayerTest(EmulatorTestCase):
+    """The emulator's own HTTP/1.1 server, spoken to over raw sockets."""
+
+    async def connect(self):
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.server.port)
+
+        async def close():
+            writer.close()
+            try:
+                await writer.wait_closed()
+            except OSError:
+                pass
+        self.addAsyncCleanup(close)
+        return reader, writer
+
+    async def answer(self, reader, head_only=False):
+        """(status line, lower-case headers, body) of the next answer."""
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        lines = head.decode("latin-1").split("\r\n")
+        headers = {}
+        for line in lines[1:]:
+            if line:
+                name, _, value = line.partition(":")
+                self.assertNotIn(name.lower(), headers, "a header given twice")
+                headers[name.lower()] = value.strip()
+        body = b""
+        if not head_only:
+            body = await asyncio.wait_for(
+                reader.readexactly(int(headers["content-length"])), 5)
+        return lines[0], headers, body
+
+    async def assert_closed(self, reader):
+        self.assertEqual(await asyncio.wait_for(reader.read(), 5), b"")
+
+    async def test_keep_alive_several_requests_on_one_connection(self):
+        reader, writer = await self.connect()
+        writer.write(b"GET /admin/health HTTP/1.1\r\nHost: emulator\r\n\r\n")
+        line, headers, body = await self.answer(reader)
+        self.assertEqual(line, "HTTP/1.1 200 OK")
+        self.assertEqual(headers["content-type"], "application/json")
+        self.assertEqual(headers["content-length"], str(len(body)))
+        self.assertNotIn("connection", headers)
+        self.assertEqual(json.loads(body), {"ok": True})
+        verifier = new_verifier()
+        writer.write(raw_token_request(verifier))
+        line, headers, body = await self.answer(reader)
+        self.assertEqual((line, headers["content-type"]), ("HTTP/1.1 200 OK", "application/json"))
+        token = json.loads(body)["access_token"]
+        writer.write(raw_update_request(token, verifier))
+        line, headers, body = await self.answer(reader)
+        self.assertEqual(line, "HTTP/1.1 200 OK", body)
+        self.assertEqual(json.loads(body)["result"]["status"], 200)
+        self.assertEqual(len(self.server.connections), 1)
+        _, stats = await self.admin("GET", "/stats")
+        self.assertEqual((stats["token"], stats["update"]), ({"200": 1}, {"200": 1}))
+
+    async def test_pipelined_requests_are_answered_in_order_one_after_the_other(self):
+        await self.admin("POST", "/config", {"latencyMs": 150})
+        reader, writer = await self.connect()
+        writer.write(raw_token_request(new_verifier())
+                     + b"GET /admin/health HTTP/1.1\r\n\r\n"
+                     + b"GET /admin/stats HTTP/1.1\r\n\r\n")
+        started = time.monotonic()
+        line, _, body = await self.answer(reader)
+        self.assertEqual(line, "HTTP/1.1 200 OK")
+        self.assertIn("access_token", json.loads(body))
+        self.assertGreaterEqual(time.monotonic() - started, 0.1)
+        self.assertEqual(json.loads((await self.answer(reader))[2]), {"ok": True})
+        # The stats request started only after the token request had been answered.
+        stats = json.loads((await self.answer(reader))[2])
+        self.assertEqual(stats["token"], {"200": 1})
+
+    async def test_chunked_body(self):
+        verifier = new_verifier()
+        reader, writer = await self.connect()
+        writer.write(raw_token_request(verifier, chunks=3))
+        line, headers, body = await self.answer(reader)
+        self.assertEqual(line, "HTTP/1.1 200 OK", body)
+        _, log = await self.admin("GET", "/requests?endpoint=token")
+        self.assertEqual(log["requests"][0]["body"]["code_challenge"], challenge_of(verifier))
+        self.assertEqual(log["requests"][0]["headers"]["Transfer-Encoding"], "chunked")
+
+    async def test_request_arriving_one_byte_at_a_time(self):
+        reader, writer = await self.connect()
+        for byte in raw_token_request(new_verifier(), b"X-Filler: " + b"y" * 50 + b"\r\n"):
+            writer.write(bytes([byte]))
+            await writer.drain()
+        line, _, body = await self.answer(reader)
+        self.assertEqual(line, "HTTP/1.1 200 OK", body)
+
+    async def test_malformed_request_gets_400_and_the_connection_closes(self):
+        reader, writer = await self.connect()
+        writer.write(b"GET /admin/health HTTP/1.1\r\n\r\nNOT HTTP AT ALL\r\n\r\n")
+        self.assertEqual((await self.answer(reader))[0], "HTTP/1.1 200 OK")
+        line, headers, body = await self.answer(reader)
+        self.assertEqual(line, "HTTP/1.1 400 Bad Request")
+        self.assertEqual(headers["content-type"], "application/json")
+        self.assertEqual(headers["connection"], "close")
+        self.assertIn("malformed request", json.loads(body)["error"])
+        await self.assert_closed(reader)
+        reader, writer = await self.connect()
+        writer.write(b"GET /admin/health HTTP/1.1\r\nBad Header Line\r\n\r\n")
+        self.assertEqual((await self.answer(reader))[0], "HTTP/1.1 400 Bad Request")
+        await self.assert_closed(reader)
+
+    async def test_oversized_body_gets_413(self):
+        reader, writer = await self.connect()
+        writer.write(b"POST /admin/users HTTP/1.1\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\n\r\n[" % (emulator.MAX_BODY + 1))
+        line, headers, body = await self.answer(reader)
+        self.assertEqual(line, "HTTP/1.1 413 Request Entity Too Large")
+        self.assertEqual(headers["content-type"], "application/json")
+        self.assertIn("larger than", json.loads(body)["error"])
+        await self.assert_closed(reader)
+
+    async def test_connection_close_is_honoured(self):
+        reader, writer = await self.connect()
+        writer.write(b"GET /admin/health HTTP/1.1\r\nConnection: close\r\n\r\n"
+                     b"GET /admin/stats HTTP/1.1\r\n\r\n")
+        line, headers, body = await self.answer(reader)
+        self.assertEqual((line, headers["connection"]), ("HTTP/1.1 200 OK", "close"))
+        self.assertEqual(json.loads(body), {"ok": True})
+        await self.assert_closed(reader)  # the request after it is not answered
+
+    async def test_http_1_0(self):
+        reader, writer = await self.connect()
+        writer.write(b"GET /admin/health HTTP/1.0\r\n\r\n")
+        line, headers, body = await self.answer(reader)
+        self.assertEqual(line, "HTTP/1.0 200 OK")
+        self.assertEqual(json.loads(body), {"ok": True})
+        await self.assert_closed(reader)
+        # With Connection: keep-alive, an HTTP/1.0 connection stays open.
+        reader, writer = await self.connect()
+        for _ in range(2):
+            writer.write(b"GET /admin/health HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")
+            line, headers, body = await self.answer(reader)
+            self.assertEqual((line, headers["connection"]), ("HTTP/1.0 200 OK", "keep-alive"))
+        writer.write(raw_token_request(new_verifier()).replace(b"HTTP/1.1", b"HTTP/1.0", 1))
+        line, headers, body = await self.answer(reader)
+        self.assertEqual((line, headers["connection"]), ("HTTP/1.0 200 OK", "close"))
+        await self.assert_closed(reader)
+
+    async def test_expect_100_continue(self):
+        reader, writer = await self.connect()
+        request = raw_token_request(new_verifier(), b"Expect: 100-continue\r\n")
+        head, _, form = request.partition(b"\r\n\r\n")
+        writer.write(head + b"\r\n\r\n")
+        interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        self.assertEqual(interim, b"HTTP/1.1 100 Continue\r\n\r\n")
+        writer.write(form)
+        line, _, body = await self.answer(reader)
+        self.assertEqual(line, "HTTP/1.1 200 OK", body)
+
+    async def test_head(self):
+        reader, writer = await self.connect()
+        writer.write(b"HEAD /admin/health HTTP/1.1\r\n\r\nGET /admin/health HTTP/1.1\r\n\r\n")
+        line, headers, _ = await self.answer(reader, head_only=True)
+        self.assertEqual(line, "HTTP/1.1 200 OK")
+        self.assertEqual(headers["content-length"], str(len(b'{"ok":true}')))
+        # No body was sent: the next bytes are the GET's answer.
+        line, _, body = await self.answer(reader)
+        self.assertEqual((line, json.loads(body)), ("HTTP/1.1 200 OK", {"ok": True}))
+
+    async def test_absolute_form_target_and_encoded_user_id(self):
+        await self.admin("POST", "/users", [{"objectId": "a b/c"}])
+        reader, writer = await self.connect()
+        writer.write(b"GET http://emulator/admin/users/a%20b%2Fc HTTP/1.1\r\n\r\n")
+        line, _, body = await self.answer(reader)
+        self.assertEqual((line, json.loads(body)["objectId"]), ("HTTP/1.1 200 OK", "a b/c"))
+
+    async def test_a_client_leaving_during_the_latency_cancels_its_request(self):
+        await self.admin("POST", "/config", {"latencyMs": 200})
+        before = len(self.server.connections)  # the aiohttp session's keep-alive one
+        reader, writer = await self.connect()
+        writer.write(raw_token_request(new_verifier()))
+        await asyncio.sleep(0.05)
+        self.assertEqual(len(self.server.connections), before + 1)
+        writer.close()
+        await asyncio.sleep(0.3)
+        _, stats = await self.admin("GET", "/stats")
+        self.assertEqual(stats["token"], {}, "the token was never issued")
+        self.assertEqual(len(self.server.connections), before)
+
+    async def test_every_answer_is_one_write(self):
+        class Transport:
+            def __init__(self):
+                self.writes = []
+                self.closed = False
+
+            def write(self, data):
+                self.writes.append(data)
+
+            def get_extra_info(self, name, default=None):
+                return default
+
+            def close(self):
+                self.closed = True
+
+        await self.admin("POST", "/faults", {"endpoint": "token", "status": 503,
+                                             "retryAfter": 2, "count": 1})
+        server = emulator.HttpServer(emulator.make_app(self.emu))
+        server.loop = asyncio.get_running_loop()
+        server.timers = emulator.Timers(server.loop)
+        conn = emulator.HttpConnection(server)
+        transport = Transport()
+        conn.connection_made(transport)
+        conn.data_received(raw_token_request(new_verifier()) + raw_token_request(new_verifier())
+                           + b"GET /nowhere HTTP/1.1\r\nConnection: close\r\n\r\n")
+        self.assertEqual(len(transport.writes), 3)
+        first, second, third = transport.writes
+        self.assertTrue(first.startswith(b"HTTP/1.1 503 Service Unavailable\r\n"), first)
+        self.assertIn(b"\r\nRetry-After: 2\r\n", first)
+        self.assertTrue(first.endswith(b"}"))
+        head, _, body = second.partition(b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.1 200 OK\r\n"), head)
+        self.assertIn(b"\r\nContent-Type: application/json\r\n", head)
+        self.assertIn(b"\r\nContent-Length: %d\r\n" % len(body), head)
+        self.assertIn("access_token", json.loads(body))
+        self.assertTrue(third.startswith(b"HTTP/1.1 404 Not Found\r\n"), third)
+        self.assertTrue(transport.closed)
+        conn.connection_lost(None)
+
+
+class SmallBodyLimitTest(EmulatorTestCase):
+    max_body = 1000
+
+    async def test_chunked_body_over_the_limit_gets_413(self):
+        users = json.dumps([{"objectId": "u-%d" % i} for i in range(30)]).encode()
+        self.assertLess(len(users), 1000)
+        status, payload = await self.admin("POST", "/users", json.loads(users))
+        self.assertEqual((status, payload), (200, {"count": 30}))
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.server.port)
+        try:
+            writer.write(b"POST /admin/users HTTP/1.1\r\nContent-Type: application/json\r\n"
+                         b"Transfer-Encoding: chunked\r\n\r\n"
+                         + b"258\r\n" + b" " * 600 + b"\r\n" + b"258\r\n" + b" " * 600
+                         + b"\r\n0\r\n\r\n")
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            self.assertTrue(head.startswith(b"HTTP/1.1 413 "), head)
+            self.assertIn(b"\r\nContent-Type: application/json\r\n", head)
+            self.assertIn(b"\r\nConnection: close\r\n", head)
+        finally:
+            writer.close()
+
+
+class TimersTest(unittest.IsolatedAsyncioTestCase):
+
+    async def test_order_cancellation_and_one_loop_timer_per_batch(self):
+        loop = asyncio.get_running_loop()
+        timers = emulator.Timers(loop)
+        fired = []
+        started = loop.time()
+        timers.call_later(0.06, fired.append, "c")
+        timers.call_later(0.02, fired.append, "a")  # earlier than the armed timer: re-armed
+        cancelled = timers.call_later(0.04, fired.append, "never")
+        for name in ("b1", "b2", "b3"):
+            timers.call_later(0.04, fired.append, name)
+        emulator.Timers.cancel(cancelled)
+        await asyncio.sleep(0.03)
+        self.assertEqual(fired, ["a"])
+        await asyncio.sleep(0.05)
+        self.assertEqual(fired, ["a", "b1", "b2", "b3", "c"])
+        self.assertGreaterEqual(loop.time() - started, 0.06)
+        self.assertEqual((timers.heap, timers.handle), ([], None))
+        timers.call_later(10, fired.append, "closed")
+        timers.close()
+        self.assertEqual((timers.heap, timers.handle), ([], None))
 
 
 # ---------------------------------------------------------------------- faults
