@@ -961,6 +961,26 @@ class TimersTest(unittest.IsolatedAsyncioTestCase):
         timers.close()
         self.assertEqual((timers.heap, timers.handle), ([], None))
 
+    async def test_spare_time_work_gives_way_to_due_timers(self):
+        timers = emulator.Timers(asyncio.get_running_loop())
+        done = []
+
+        def work(name):
+            done.append(name)
+            if name == "s3":  # a timer falls due in the middle of a batch
+                timers.call_later(0, done.append, "timer 2")
+        timers.call_later(0, done.append, "timer 1")
+        for i in range(40):
+            timers.meanwhile(lambda name="s%d" % i: work(name))
+        await asyncio.sleep(0.05)
+        self.assertEqual(done, ["timer 1", "s0", "s1", "s2", "s3", "timer 2"]
+                         + ["s%d" % i for i in range(4, 40)])
+        self.assertFalse(timers.spare_scheduled)
+        timers.meanwhile(lambda: done.append("closed"))
+        timers.close()
+        await asyncio.sleep(0.01)
+        self.assertNotIn("closed", done)
+
 
 # ---------------------------------------------------------------------- faults
 
@@ -1127,6 +1147,394 @@ class FaultTest(EmulatorTestCase):
             self.assertIn("error", payload)
         _, payload = await self.admin("GET", "/faults")
         self.assertEqual(payload["faults"], [])
+
+
+# ---------------------------------------------------------------------- the latency
+
+class LatencyEquivalenceTest(EmulatorTestCase):
+    """With a latency, the checks that read only the request run on its arrival and the
+    others when the answer is due. Every answer must be what it is without a latency."""
+
+    LATENCY_MS = 15
+
+    async def scenarios(self):
+        """Good and bad requests, one for each check that can fail, in the order of the
+        spec; returns {name: [normalized answers]}."""
+        ghost = user_object("no-such-user", ids={"email": "bad"})
+        deep = b"[" * 100000
+
+        async def expired():
+            await self.admin("POST", "/config", {"tokenTtlSeconds": 0.1})
+            token, verifier = await self.get_token()
+            await self.admin("POST", "/config", {"tokenTtlSeconds": 60})
+            await asyncio.sleep(0.15)
+            return [await self.post_update(token, verifier, raw="x", headers={"From": None})]
+
+        async def mismatch():
+            token, verifier = await self.get_token()
+            return [await self.post_update(token, new_verifier(), raw="x"),
+                    await self.post_update(token, verifier[:-1], raw="x"),
+                    await self.post_update(token, verifier)]
+
+        async def plain():
+            verifier = new_verifier()
+            token, _ = await self.get_token(verifier, code_challenge=verifier,
+                                            code_challenge_method="plain")
+            return [await self.post_update(token, challenge_of(verifier)),
+                    await self.post_update(token, verifier)]
+
+        async def used_twice():
+            token, verifier = await self.get_token()
+            return [await self.post_update(token, verifier, headers={"From": None}),
+                    await self.post_update(token, verifier),
+                    await self.post_update(token, verifier, raw="x", headers={"From": None})]
+
+        async def reusable():
+            await self.admin("POST", "/config", {"oneUseTokens": False})
+            token, verifier = await self.get_token()
+            answers = [await self.post_update(token, verifier) for _ in range(2)]
+            await self.admin("POST", "/config", {"oneUseTokens": True})
+            return answers + [await self.post_update(token, verifier)]
+
+        async def challenge_reused():
+            form = self.token_form()
+            return [await self.post_token(form), await self.post_token(form)]
+
+        async def deep_json(token_known):
+            token, verifier = await self.get_token()
+            if not token_known:  # never parsed
+                return [await self.post_update("nope", verifier, raw=deep)]
+            with self.assertLogs("druid-emulator", "ERROR"):  # the 500's traceback
+                return [await self.post_update(token, verifier, raw=deep)]
+
+        def one(call):
+            async def run():
+                return [await call()]
+            return run
+
+        scenarios = {
+            # the token endpoint
+            "token ok": one(lambda: self.post_token(self.token_form())),
+            "token not a form": one(lambda: self.call("POST", emulator.TOKEN_PATH,
+                                                      json=self.token_form())),
+            "token bad utf-8": one(lambda: self.call(
+                "POST", emulator.TOKEN_PATH, data=b"grant_type=\xff",
+                headers={"Content-Type": "application/x-www-form-urlencoded"})),
+            "token repeated": one(lambda: self.call(
+                "POST", emulator.TOKEN_PATH, data="scope=update&scope=update",
+                headers={"Content-Type": "application/x-www-form-urlencoded"})),
+            "grant type": one(lambda: self.post_token(self.token_form(
+                grant_type="password", client_secret="wrong", code_challenge=None))),
+            "client": one(lambda: self.post_token(self.token_form(
+                client_secret="wrong", code_challenge=None))),
+            "client unknown": one(lambda: self.post_token(self.token_form(
+                client_id="nobody", scope="read"))),
+            "challenge missing": one(lambda: self.post_token(self.token_form(
+                code_challenge=None, code_challenge_method="nope"))),
+            "method": one(lambda: self.post_token(self.token_form(
+                code_challenge_method="S512", scope=None))),
+            "challenge S256 form": one(lambda: self.post_token(self.token_form(
+                code_challenge="short", scope=None))),
+            "challenge plain form": one(lambda: self.post_token(self.token_form(
+                code_challenge="sh*rt", code_challenge_method="plain", scope=None))),
+            "scope": one(lambda: self.post_token(self.token_form(scope="read write"))),
+            "challenge reused": challenge_reused,
+            # the update endpoint, its checks in order
+            "update ok": one(lambda: self.update()),
+            "no Authorization": one(lambda: self.post_update(
+                "x", None, raw="x", headers={"Authorization": None, "From": None})),
+            "Basic": one(lambda: self.post_update(
+                "x", None, raw="x", headers={"Authorization": "Basic Zm9vOmJhcg=="})),
+            "unknown token": one(lambda: self.post_update(
+                "nope", "short", raw="x", headers={"From": None, "Content-Type": "text/plain"})),
+            "expired": expired,
+            "verifier missing": one(lambda: self.update(raw="x", headers={"From": None})),
+            "verifier mismatch": mismatch,
+            "plain": plain,
+            "used twice": used_twice,
+            "reusable by config": reusable,
+            "From missing": one(lambda: self.update(raw="x", headers={
+                "From": None, "Content-Type": "text/plain"})),
+            "From unknown": one(lambda: self.update(raw="x", headers={
+                "From": "999-other", "Content-Type": "text/plain"})),
+            "content type": one(lambda: self.update(raw="x", headers={"Content-Type": None})),
+            "not JSON": one(lambda: self.update(raw=b"{not json")),
+            "not UTF-8": one(lambda: self.update(raw=b'{"a": "\xff"}')),
+            "not an object": one(lambda: self.update(raw=b"[1, 2]")),
+            "actor": one(lambda: self.update(activity(ghost, actor="druid-sync-demo"))),
+            "actor.objectType": one(lambda: self.update(activity(
+                ghost, actor={"id": "someone", "objectType": "user"}))),
+            "actor.id": one(lambda: self.update(activity(
+                ghost, actor={"id": "someone", "objectType": "application"}, verb=None))),
+            "verb": one(lambda: self.update(activity(ghost, verb=7, object=None))),
+            "object": one(lambda: self.update(activity(ghost, object=None))),
+            "object.objectType": one(lambda: self.update(activity(
+                user_object("no-such-user", objectType="group")))),
+            "object.objectId": one(lambda: self.update(activity(user_object(objectId=42)))),
+            "source": one(lambda: self.update(activity(ghost, source=None))),
+            "source.objectType": one(lambda: self.update(activity(
+                ghost, source={"id": "pc", "objectType": "app"}))),
+            "source.id": one(lambda: self.update(activity(
+                ghost, source={"id": "watch", "objectType": "device"}))),
+            "user not found": one(lambda: self.update(activity(ghost))),
+            "fields": one(lambda: self.update(activity(user_object(
+                ids={"email": {"objectType": "user_id", "value": "bob@example.com"},
+                     "phone_number": {"objectType": "user_id", "value": "600111"}},
+                datas={"birthday": {"objectType": "user_data", "value": "31/02/2000"}},
+                color="red")))),
+            "duplicate": one(lambda: self.update(activity(user_object(
+                ids={"email": {"objectType": "user_id", "value": "Bob@Example.com"},
+                     "screen_name": {"objectType": "user_id", "value": "bobby"}})))),
+            "deep JSON, good token": lambda: deep_json(True),
+            "deep JSON, unknown token": lambda: deep_json(False),
+        }
+        results = {}
+        for name, scenario in scenarios.items():
+            answers = await scenario()
+            results[name] = [self.normalized(answer) for answer in answers]
+        return results
+
+    @staticmethod
+    def normalized(answer):
+        status, payload, headers = answer
+        if isinstance(payload, dict):
+            payload = json.loads(json.dumps(payload))
+            if "access_token" in payload:
+                payload["access_token"] = "<token>"
+                payload["expires_at"] = "<ms>"
+            if isinstance(payload.get("result"), dict):
+                payload["result"]["elapsed"] = "<ms>"
+        return status, headers.get("Content-Type"), payload
+
+    async def state(self):
+        """What the scenarios left behind: users, stats, and the request log."""
+        _, users = await self.admin("GET", "/users")
+        for user in users["users"]:
+            user.pop("updatedAt")
+        _, stats = await self.admin("GET", "/stats")
+        stats.pop("liveTokens")
+        # Through the admin API, which also renders the deeply nested JSON body (as text).
+        status, rendered = await self.admin("GET", "/requests")
+        self.assertEqual(status, 200)
+        log = [(entry["endpoint"], entry["status"], entry.get("fault", False))
+               for entry in rendered["requests"]]
+        return users, stats, log
+
+    async def fresh(self, latency_ms):
+        self.assertEqual((await self.admin("POST", "/reset"))[0], 200)
+        await self.admin("DELETE", "/users")
+        self.assertEqual((await self.admin("POST", "/users", seed_users()))[0], 200)
+        await self.admin("POST", "/config", {"latencyMs": latency_ms})
+
+    async def test_the_same_answers_with_and_without_latency(self):
+        await self.fresh(0)
+        started = time.monotonic()
+        without = await self.scenarios()
+        state_without = await self.state()
+        fast = time.monotonic() - started
+        await self.fresh(self.LATENCY_MS)
+        started = time.monotonic()
+        with_latency = await self.scenarios()
+        state_with = await self.state()
+        slow = time.monotonic() - started
+        calls = sum(len(answers) for answers in without.values())
+        self.assertGreater(slow - fast, 0.8 * calls * self.LATENCY_MS / 1000.0,
+                           "the latency was applied")
+        self.assertEqual(without.keys(), with_latency.keys())
+        for name in without:
+            with self.subTest(name):
+                self.assertEqual(with_latency[name], without[name])
+        self.assertEqual(state_with, state_without)
+        # The scenarios do reach every check: one distinct answer per failing check.
+        fields = {error["message"] for answers in without.values()
+                  for _, _, payload in answers if isinstance(payload, dict)
+                  for error in payload.get("result", {}).get("errors", ())}
+        self.assertTrue({"Authorization", "access_token", "code_verifier", "From",
+                         "Content-Type", "body", "actor", "actor.objectType", "actor.id",
+                         "verb", "object", "object.objectType", "object.objectId", "source",
+                         "source.objectType", "source.id", "objectId", "phone_number",
+                         "birthday", "color", "email", "screen_name"} <= fields, fields)
+        self.assertEqual(without["deep JSON, good token"][0][0], 500)
+        self.assertEqual(without["deep JSON, unknown token"][0][0], 401)
+
+
+class StateChangedDuringLatencyTest(EmulatorTestCase):
+    """A delayed request's stateless checks ran on arrival; what reads state runs when the
+    answer is due and must see every change made in between."""
+
+    LATENCY = 0.3
+
+    async def asyncSetUp(self):
+        await super().asyncSetUp()
+        await self.admin("POST", "/config", {"latencyMs": self.LATENCY * 1000})
+
+    async def during_latency(self, call, change):
+        """Start `call`, run `change` while it waits out its latency, return its answer."""
+        task = asyncio.create_task(call)
+        await asyncio.sleep(self.LATENCY / 3)
+        self.assertFalse(task.done())
+        await change()
+        self.assertFalse(task.done(), "the change came after the answer")
+        return await task
+
+    async def test_the_stateless_work_is_done_while_the_request_waits(self):
+        calls = []
+        validate = emulator.validate_user_fields
+
+        def spy(obj):
+            calls.append(time.monotonic())
+            return validate(obj)
+        emulator.validate_user_fields = spy
+        self.addCleanup(setattr, emulator, "validate_user_fields", validate)
+        token, verifier = await self.get_token()
+        started = time.monotonic()
+        status, payload, _ = await self.post_update(token, verifier)
+        self.assertEqual(status, 200, payload)
+        self.assertGreaterEqual(time.monotonic() - started, self.LATENCY - 0.01)
+        self.assertEqual(len(calls), 1)
+        self.assertLess(calls[0] - started, self.LATENCY / 2, "validated early")
+
+    async def test_token_used_by_another_request(self):
+        token, verifier = await self.get_token()
+        first = asyncio.create_task(self.post_update(token, verifier))
+        await asyncio.sleep(0.05)
+        second = await self.post_update(token, verifier)
+        self.assertEqual((await first)[0], 200)
+        self.assert_error(second, 401, "access_token", "already used")
+
+    async def test_one_use_tokens_turned_on(self):
+        await self.admin("POST", "/config", {"oneUseTokens": False})
+        token, verifier = await self.get_token()
+        self.assertEqual((await self.post_update(token, verifier))[0], 200)
+        answer = await self.during_latency(
+            self.post_update(token, verifier),
+            lambda: self.admin("POST", "/config", {"oneUseTokens": True}))
+        self.assert_error(answer, 401, "access_token", "already used")
+
+    async def test_token_expires(self):
+        await self.admin("POST", "/config", {"tokenTtlSeconds": 0.4})
+        token, verifier = await self.get_token()
+        await asyncio.sleep(0.2)  # arrives 0.2 s before the token expires, answered 0.1 s after
+        self.assert_error(await self.post_update(token, verifier), 401, "access_token",
+                          "expired")
+
+    async def test_user_deleted(self):
+        token, verifier = await self.get_token()
+        answer = await self.during_latency(self.post_update(token, verifier),
+                                           lambda: self.admin("DELETE", "/users/" + ALICE))
+        self.assert_error(answer, 404, "objectId")
+
+    async def test_id_taken_by_another_user(self):
+        token, verifier = await self.get_token()
+        bob = {"objectId": BOB, "ids": {"email": "alice.new@example.com"}}
+        answer = await self.during_latency(self.post_update(token, verifier),
+                                           lambda: self.admin("POST", "/users", [bob]))
+        self.assert_error(answer, 400, "email", "already exists")
+        _, alice = await self.admin("GET", "/users/" + ALICE)
+        self.assertEqual(alice["version"], 0)
+
+    async def test_fault_added(self):
+        token, verifier = await self.get_token()
+        answer = await self.during_latency(
+            self.post_update(token, verifier),
+            lambda: self.admin("POST", "/faults", {"endpoint": "update", "status": 503}))
+        self.assertEqual(answer[0], 503)
+        _, alice = await self.admin("GET", "/users/" + ALICE)
+        self.assertEqual(alice["version"], 0)
+
+    async def test_entry_point_withdrawn(self):
+        token, verifier = await self.get_token()
+
+        async def withdraw():
+            self.emu.settings.entry_points.discard(ENTRY_POINT)
+        answer = await self.during_latency(self.post_update(token, verifier), withdraw)
+        self.assert_error(answer, 400, "From", "unknown entry point")
+
+    async def test_client_withdrawn(self):
+        async def withdraw():
+            del self.emu.settings.clients[CLIENT_ID]
+        answer = await self.during_latency(self.post_token(self.token_form()), withdraw)
+        self.assert_token_error(answer, "InvalidGrantException", "invalid client credentials")
+
+    async def test_challenge_used_by_another_request(self):
+        form = self.token_form()
+        first = asyncio.create_task(self.post_token(form))
+        await asyncio.sleep(0.05)
+        second = await self.post_token(form)
+        self.assertEqual((await first)[0], 200)
+        self.assert_token_error(second, "InvalidGrantException", "already used")
+
+    async def test_token_ttl_changed(self):
+        status, payload, _ = await self.during_latency(
+            self.post_token(self.token_form()),
+            lambda: self.admin("POST", "/config", {"tokenTtlSeconds": 5}))
+        self.assertEqual((status, payload["expires_in"]), (200, 5))
+
+
+class CheckSequenceTest(unittest.TestCase):
+    """prepare() and outcome() of the check sequences, without a server."""
+
+    def setUp(self):
+        self.emu = emulator.Emulator()
+        self.emu.put_users([emulator.user_from_seed(u, i) for i, u in enumerate(seed_users())])
+
+    @staticmethod
+    def request(target, headers, body):
+        lower = emulator.Headers((name.lower(), value) for name, value in headers.items())
+        return emulator.Request(None, "POST", target, "1.1", True, (), lower, body)
+
+    def token(self):
+        verifier = new_verifier()
+        form = urllib.parse.urlencode({
+            "grant_type": GRANT, "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
+            "code_challenge": challenge_of(verifier), "code_challenge_method": "S256",
+            "scope": "update"}).encode()
+        checks = emulator.TokenChecks(self.emu, self.request(
+            emulator.TOKEN_PATH, {"Content-Type": "application/x-www-form-urlencoded"}, form))
+        checks.prepare()
+        status, payload = checks.outcome()
+        self.assertEqual(status, 200, payload)
+        return payload["access_token"], verifier
+
+    def update(self, token, verifier, body=None):
+        body = json.dumps(activity()).encode() if body is None else body
+        return emulator.UpdateChecks(self.emu, self.request(
+            emulator.UPDATE_PATH + "?code_verifier=" + verifier,
+            {"Authorization": "Bearer " + token, "From": ENTRY_POINT,
+             "Content-Type": "application/json"}, body))
+
+    def test_prepared_work_and_state_read_at_answer_time(self):
+        token, verifier = self.token()
+        checks = self.update(token, verifier)
+        checks.prepare()
+        self.assertEqual(checks.failed_at, len(checks.STEPS), "every stateless check passed")
+        self.assertEqual(checks.verifier_s256, challenge_of(verifier))
+        self.assertEqual(checks.ids["email"]["value"], "alice.new@example.com")
+        self.assertFalse(self.emu.tokens[token].used, "nothing read or changed state")
+        del self.emu.users[ALICE]
+        status, _, errors = checks.outcome()
+        self.assertEqual((status, errors[0]["message"]), (404, "objectId"))
+        self.assertTrue(self.emu.tokens[token].used)
+
+    def test_answered_before_prepared(self):
+        token, verifier = self.token()
+        checks = self.update(token, verifier)
+        self.assertEqual(checks.outcome()[0], 200)
+        checks.prepare()  # queued, but the answer came due first: nothing left to do
+        self.assertIsNone(checks.failed_at)
+
+    def test_a_prepared_exception_is_raised_at_its_place(self):
+        deep = b"[" * 100000
+        token, verifier = self.token()
+        unknown = self.update("nope", verifier, deep)
+        unknown.prepare()
+        self.assertIsInstance(unknown.failure, RecursionError)
+        self.assertEqual(unknown.outcome()[0], 401)
+        known = self.update(token, verifier, deep)
+        known.prepare()
+        with self.assertRaises(RecursionError):
+            known.outcome()
+        self.assertTrue(self.emu.tokens[token].used, "the checks before it ran")
 
 
 # ---------------------------------------------------------------------- admin API
