@@ -453,6 +453,8 @@ class HttpConnection(asyncio.Protocol):
     def on_message_complete(self):
         if self.done_reading:
             return
+        # The whole body is here: a 100 Continue still owed for it is no longer wanted.
+        self.continue_owed = False
         parser = self.parser
         keep_alive = parser.should_keep_alive()
         raw_method = parser.get_method()
@@ -485,6 +487,10 @@ class HttpConnection(asyncio.Protocol):
             handler = request.handler or self.server.router.resolve(request)
             self._run(request, handler)
         if self.current is None and self.transport is not None:
+            if not waiting:
+                # Idle from its last answer on, not from its last read: an answer held back
+                # by a long latency must not be followed at once by the idle close.
+                self.last_active = self.loop.time()
             if self.continue_owed:
                 self.continue_owed = False
                 self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -1484,9 +1490,8 @@ def render_entry(entry):
 # find, and the answer is the same. When nothing was prepared (no latency, or the answer
 # came due first), outcome() runs every check as it comes and stops at the first
 # failure: no work is done twice, and none that was not done before. A stateless check
-# that raised while prepared (say a JSON document nested too deeply for the parser)
-# raises again at its place in the sequence, so it is still a 500 only when the checks
-# before it pass.
+# that raised while prepared (a bug of the emulator's) raises again at its place in the
+# sequence, so it is still a 500 only when the checks before it pass.
 
 
 def stateless(check):
@@ -1729,6 +1734,9 @@ class UpdateChecks(CheckSequence):
             activity = json.loads(self.request.body)
         except (UnicodeDecodeError, ValueError):
             return update_failure(400, "body", "not valid JSON")
+        except RecursionError:
+            # Still a malformed body for the client (a 400), not the server's failure.
+            return update_failure(400, "body", "nested too deeply to parse")
         if not isinstance(activity, dict):
             return update_failure(400, "body", "must be a JSON object")
         actor = activity.get("actor")

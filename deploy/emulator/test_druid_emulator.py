@@ -749,6 +749,29 @@ class HttpLayerTest(EmulatorTestCase):
         _, stats = await self.admin("GET", "/stats")
         self.assertEqual((stats["token"], stats["update"]), ({"200": 1}, {"200": 1}))
 
+    async def test_idle_connections_are_closed_counting_from_their_last_answer(self):
+        # The answer takes longer than the idle limit: the connection is idle only from it.
+        self.patch_module("KEEP_ALIVE_SECONDS", 0.3)
+        await self.admin("POST", "/config", {"latencyMs": 500})
+        reader, writer = await self.connect()
+        writer.write(b"GET /admin/health HTTP/1.1\r\n\r\n" + raw_token_request(new_verifier()))
+        await self.answer(reader)
+        line, _, _ = await self.answer(reader)
+        self.assertEqual(line, "HTTP/1.1 200 OK")
+        ours = [conn for conn in self.server.connections
+                if conn.transport.get_extra_info("peername") == writer.get_extra_info("sockname")]
+        self.assertEqual(len(ours), 1)
+        self.server._sweep()
+        self.assertFalse(ours[0].transport.is_closing(), "answered just now: not idle yet")
+        await asyncio.sleep(0.4)
+        self.server._sweep()
+        await self.assert_closed(reader)
+
+    def patch_module(self, name, value):
+        original = getattr(emulator, name)
+        setattr(emulator, name, value)
+        self.addCleanup(setattr, emulator, name, original)
+
     async def test_pipelined_requests_are_answered_in_order_one_after_the_other(self):
         await self.admin("POST", "/config", {"latencyMs": 150})
         reader, writer = await self.connect()
@@ -845,6 +868,19 @@ class HttpLayerTest(EmulatorTestCase):
         writer.write(form)
         line, _, body = await self.answer(reader)
         self.assertEqual(line, "HTTP/1.1 200 OK", body)
+
+    async def test_no_interim_answer_for_a_pipelined_body_already_received(self):
+        # The Expect request waits behind another, and its body comes with it: by the time
+        # it is answered nothing is owed, and a late 100 would read as the next answer.
+        reader, writer = await self.connect()
+        writer.write(b"GET /admin/health HTTP/1.1\r\n\r\n"
+                     + raw_token_request(new_verifier(), b"Expect: 100-continue\r\n"))
+        for _ in range(2):
+            line, _, body = await self.answer(reader)
+            self.assertEqual(line, "HTTP/1.1 200 OK", body)
+        writer.write(b"GET /admin/health HTTP/1.1\r\n\r\n")
+        line, _, body = await self.answer(reader)
+        self.assertEqual((line, json.loads(body)), ("HTTP/1.1 200 OK", {"ok": True}))
 
     async def test_head(self):
         reader, writer = await self.connect()
@@ -1204,8 +1240,7 @@ class LatencyEquivalenceTest(EmulatorTestCase):
             token, verifier = await self.get_token()
             if not token_known:  # never parsed
                 return [await self.post_update("nope", verifier, raw=deep)]
-            with self.assertLogs("druid-emulator", "ERROR"):  # the 500's traceback
-                return [await self.post_update(token, verifier, raw=deep)]
+            return [await self.post_update(token, verifier, raw=deep)]
 
         def one(call):
             async def run():
@@ -1354,7 +1389,7 @@ class LatencyEquivalenceTest(EmulatorTestCase):
                          "verb", "object", "object.objectType", "object.objectId", "source",
                          "source.objectType", "source.id", "objectId", "phone_number",
                          "birthday", "color", "email", "screen_name"} <= fields, fields)
-        self.assertEqual(without["deep JSON, good token"][0][0], 500)
+        self.assertEqual(without["deep JSON, good token"][0][0], 400)
         self.assertEqual(without["deep JSON, unknown token"][0][0], 401)
 
 
@@ -1524,17 +1559,42 @@ class CheckSequenceTest(unittest.TestCase):
         self.assertIsNone(checks.failed_at)
 
     def test_a_prepared_exception_is_raised_at_its_place(self):
-        deep = b"[" * 100000
+        @emulator.stateless
+        def explode(checks):
+            raise ZeroDivisionError("a bug in a check")
+
+        original = emulator.UpdateChecks.json_content_type
+
+        class Exploding(emulator.UpdateChecks):
+            CHECKS = tuple(explode if check is original else check
+                           for check in emulator.UpdateChecks.CHECKS)
+
+        def exploding(token, verifier):
+            plain = self.update(token, verifier)
+            return Exploding(plain.emu, plain.request)
+
         token, verifier = self.token()
-        unknown = self.update("nope", verifier, deep)
+        unknown = exploding("nope", verifier)
         unknown.prepare()
-        self.assertIsInstance(unknown.failure, RecursionError)
-        self.assertEqual(unknown.outcome()[0], 401)
-        known = self.update(token, verifier, deep)
+        self.assertIsInstance(unknown.failure, ZeroDivisionError)
+        self.assertEqual(unknown.outcome()[0], 401, "the token check comes first")
+        known = exploding(token, verifier)
         known.prepare()
-        with self.assertRaises(RecursionError):
+        with self.assertRaises(ZeroDivisionError):
             known.outcome()
         self.assertTrue(self.emu.tokens[token].used, "the checks before it ran")
+
+    def test_a_body_nested_too_deeply_is_a_bad_body(self):
+        deep = b"[" * 100000
+        for prepared in (False, True):
+            with self.subTest(prepared=prepared):
+                token, verifier = self.token()
+                checks = self.update(token, verifier, deep)
+                if prepared:
+                    checks.prepare()
+                status, _, errors = checks.outcome()
+                self.assertEqual((status, errors),
+                                 (400, [{"message": "body", "details": "nested too deeply to parse"}]))
 
 
 # ---------------------------------------------------------------------- admin API
