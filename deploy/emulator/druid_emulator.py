@@ -762,12 +762,15 @@ class HttpServer:
                                ).encode("ascii")
         return self._date_line
 
-    def _sweep(self):
+    def close_idle(self):
         """Close keep-alive connections idle for KEEP_ALIVE_SECONDS (as aiohttp did)."""
         oldest = self.loop.time() - KEEP_ALIVE_SECONDS
         for conn in list(self.connections):
             if conn.current is None and not conn.waiting and conn.last_active < oldest:
                 conn.close()
+
+    def _sweep(self):
+        self.close_idle()
         self._sweeper = self.loop.call_later(SWEEP_SECONDS, self._sweep)
 
     async def close(self, grace=1.0):

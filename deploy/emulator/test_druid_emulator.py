@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 import unittest
+import unittest.mock
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -751,7 +752,9 @@ class HttpLayerTest(EmulatorTestCase):
 
     async def test_idle_connections_are_closed_counting_from_their_last_answer(self):
         # The answer takes longer than the idle limit: the connection is idle only from it.
-        self.patch_module("KEEP_ALIVE_SECONDS", 0.3)
+        patcher = unittest.mock.patch.object(emulator, "KEEP_ALIVE_SECONDS", 0.3)
+        patcher.start()
+        self.addCleanup(patcher.stop)
         await self.admin("POST", "/config", {"latencyMs": 500})
         reader, writer = await self.connect()
         writer.write(b"GET /admin/health HTTP/1.1\r\n\r\n" + raw_token_request(new_verifier()))
@@ -761,16 +764,11 @@ class HttpLayerTest(EmulatorTestCase):
         ours = [conn for conn in self.server.connections
                 if conn.transport.get_extra_info("peername") == writer.get_extra_info("sockname")]
         self.assertEqual(len(ours), 1)
-        self.server._sweep()
+        self.server.close_idle()
         self.assertFalse(ours[0].transport.is_closing(), "answered just now: not idle yet")
         await asyncio.sleep(0.4)
-        self.server._sweep()
+        self.server.close_idle()
         await self.assert_closed(reader)
-
-    def patch_module(self, name, value):
-        original = getattr(emulator, name)
-        setattr(emulator, name, value)
-        self.addCleanup(setattr, emulator, name, original)
 
     async def test_pipelined_requests_are_answered_in_order_one_after_the_other(self):
         await self.admin("POST", "/config", {"latencyMs": 150})
