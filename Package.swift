@@ -37,7 +37,7 @@ let package = Package(
         .target(name: "AMQP", dependencies: ["CRabbitMQ", "Locking"], swiftSettings: swiftSettings),
         .target(name: "HTTPClient", dependencies: ["CCurl", "Locking"], swiftSettings: swiftSettings),
         .target(
-            name: "Druid", dependencies: ["COpenSSL", "HTTPClient", "UserUpdates"],
+            name: "Druid", dependencies: ["COpenSSL", "HTTPClient", "Locking", "UserUpdates"],
             swiftSettings: swiftSettings),
         // The service: consume, call DRUID, settle.
         .target(

@@ -16,6 +16,7 @@ Run it through bench/run, which builds what it needs first.
 
 import argparse
 import json
+import re
 import os
 import shutil
 import signal
@@ -446,6 +447,13 @@ class Bench:
         }
         return ConsumerSpec("druid-sync", "druid-sync", [self.args.binary], env)
 
+    def compare_spec(self, standin_url, concurrency):
+        """A second daemon binary (--compare-binary), run the same way: an A/B test of a
+        change within one run, where this machine's drift hits both alike."""
+        env = self.daemon_spec(standin_url, concurrency).env
+        return ConsumerSpec("druid-sync-b", f"druid-sync B ({os.path.basename(self.args.compare_binary)})",
+                            [self.args.compare_binary], dict(env))
+
     def reference_spec(self, standin_url, concurrency):
         env = self.daemon_spec(standin_url, concurrency).env
         return ConsumerSpec("reference", "reference (Python aio-pika+aiohttp)",
@@ -671,6 +679,8 @@ class Bench:
         specs = {"druid-sync": self.daemon_spec(url, c), "reference": self.reference_spec(url, c),
                  "ack-only": self.ack_only_spec(c), "ack-only-python": self.ack_only_python_spec(url, c),
                  "ack-only-coalesce": self.ack_only_spec(c, coalesce=True)}
+        if self.args.compare_binary:
+            specs["druid-sync-b"] = self.compare_spec(url, c)
         # Rounds interleave the consumers (A B C, A B C, …) so that a slow spell of this
         # shared machine hits all of them alike; each consumer's median round is reported.
         rounds = {key: [] for key in self.args.consumers}
@@ -694,6 +704,13 @@ class Bench:
                 pairs = [f"{d.rate / a.rate:.2f}" for d, a in zip(rounds["druid-sync"], rounds["ack-only"])
                          if d.ok and a.ok and a.rate]
                 print(f"  {'druid-sync / ack-only, round by round':<36} {' / '.join(pairs)}")
+            if "druid-sync" in rounds and "druid-sync-b" in rounds:
+                pairs = [f"{b.rate / d.rate:.2f}" for d, b in zip(rounds["druid-sync"], rounds["druid-sync-b"])
+                         if d.ok and b.ok and d.rate]
+                cpu = [f"{(b.cpu_seconds / b.messages) / (d.cpu_seconds / d.messages):.2f}"
+                       for d, b in zip(rounds["druid-sync"], rounds["druid-sync-b"]) if d.ok and b.ok and d.cpu_seconds]
+                print(f"  {'B / druid-sync msgs/s, round by round':<36} {' / '.join(pairs)}")
+                print(f"  {'B / druid-sync CPU/msg, round by round':<36} {' / '.join(cpu)}")
         verdicts = []
         d, r, a = results.get("druid-sync"), results.get("reference"), results.get("ack-only")
         if d and r and d.ok and r.ok:
@@ -779,6 +796,59 @@ class Bench:
         print_verdicts(verdicts)
         return verdicts
 
+    def instructions(self):
+        """druid-sync under valgrind's callgrind: user-space instructions per message, by
+        library. Deterministic where timings on this shared machine are not, so it shows
+        changes of a few per cent; the kernel's share (system calls, TCP) is not counted.
+        Two runs of different sizes per binary; their difference is the cost of the extra
+        messages, without start-up."""
+        if not shutil.which("valgrind") or not shutil.which("callgrind_annotate"):
+            raise RuntimeError("instructions mode needs valgrind (apt-get install valgrind)")
+        n, c = self.args.messages or 3_000, self.args.concurrency or 64
+        small = max(100, n // 4)
+        nginx = Nginx(self.processes, self.workdir)
+        url = nginx.start()
+        print(f"DRUID stand-in: nginx (constant answers) on {url}, pid {nginx.process.pid}")
+        binaries = [("druid-sync", self.args.binary)]
+        if self.args.compare_binary:
+            binaries.append(("druid-sync-b", self.args.compare_binary))
+        costs = {}
+        for key, binary in binaries:
+            totals = []
+            for count in (small, n):
+                out = os.path.join(self.workdir, f"{key}.{count}.callgrind")
+                spec = self.daemon_spec(url, c)
+                spec = ConsumerSpec(key, f"{key} under callgrind", ["valgrind", "--tool=callgrind", "--dump-instr=no",
+                                    f"--callgrind-out-file={out}", binary], spec.env)
+                result = self.run_consumer(spec, count, count, f"instructions-{count}", capture_deliveries=False,
+                                           standin_pids=nginx.worker_pids)
+                if not result.ok:
+                    raise RuntimeError(f"{key} under callgrind did not finish: {result.problem or result.notes}")
+                totals.append(callgrind_by_object(out, binary))
+            costs[key] = {obj: (totals[1].get(obj, 0) - totals[0].get(obj, 0)) / (n - small)
+                          for obj in set(totals[0]) | set(totals[1])}
+        nginx.stop()
+        self.print_header("instructions", n, c, f"nginx, constant answers; runs of {small:,} and {n:,} "
+                          "messages under callgrind, difference per message")
+        objects = sorted(costs["druid-sync"], key=lambda o: -costs["druid-sync"][o])
+        header = f"{'instructions per message':<28} {'druid-sync':>12}"
+        if "druid-sync-b" in costs:
+            header += f" {'B':>12} {'B / A':>7}"
+        print(header)
+        print("-" * len(header))
+        shown = [o for o in objects if costs["druid-sync"][o] >= 500] + ["total"]
+        for key in costs:
+            costs[key]["total"] = sum(v for o, v in costs[key].items() if o != "total")
+        for obj in shown:
+            a = costs["druid-sync"].get(obj, 0)
+            line = f"{obj:<28} {a:>12,.0f}"
+            if "druid-sync-b" in costs:
+                b = costs["druid-sync-b"].get(obj, 0)
+                line += f" {b:>12,.0f} {b / a if a else 0:>7.3f}"
+            print(line)
+        print()
+        return []
+
     def print_header(self, mode, n, c, standin):
         load = open("/proc/loadavg").read().split()[:3]
         print()
@@ -817,6 +887,24 @@ def fmt_pair(pair, digits=1):
     if pair[0] is None:
         return "n/a"
     return f"{pair[0]:,.{digits}f} / {pair[1]:,.{digits}f}"
+
+
+def callgrind_by_object(path, binary):
+    """Instructions (Ir) per shared object in a callgrind output file, from callgrind_annotate;
+    the daemon's own executable (Swift code and the static Swift runtime) is `druid-sync`."""
+    text = subprocess.run(["callgrind_annotate", "--threshold=100", path], capture_output=True, text=True,
+                          check=True).stdout
+    totals = {}
+    for line in text.splitlines():
+        match = re.match(r"\s*([\d,]+) \([ \d.]+%\)\s+\S.*\[(.+)\]\s*$", line)
+        if match:
+            obj = os.path.basename(match.group(2).split()[0])
+            if obj.startswith("libcurl"):
+                obj = "libcurl"
+            elif obj == os.path.basename(binary):
+                obj = "druid-sync"
+            totals[obj] = totals.get(obj, 0) + int(match.group(1).replace(",", ""))
+    return totals
 
 
 def print_table(results):
@@ -864,7 +952,7 @@ def print_verdicts(verdicts):
 
 def main():
     parser = argparse.ArgumentParser(description="druid-sync's benchmark (run it through bench/run)")
-    parser.add_argument("mode", nargs="?", default="throughput", choices=["throughput", "latency", "soak"])
+    parser.add_argument("mode", nargs="?", default="throughput", choices=["throughput", "latency", "soak", "instructions"])
     parser.add_argument("--messages", type=int, help="events per consumer (50,000 / 30,000 / 500,000 by mode)")
     parser.add_argument("--concurrency", type=int, help="druid-sync's DRUID_SYNC_CONCURRENCY and every "
                         "consumer's prefetch (64, or 256 in latency mode)")
@@ -876,6 +964,9 @@ def main():
                                                             "amqp://guest:guest@127.0.0.1:5672/%2F"))
     parser.add_argument("--binary", default=os.path.join(REPO_DIR, ".build", "release", "druid-sync"))
     parser.add_argument("--ack-only-binary", required=True)
+    parser.add_argument("--compare-binary",
+                        help="throughput and instructions modes: a second druid-sync binary (consumer "
+                        "`druid-sync-b`, added to --consumers), to compare a change with the first in one run")
     parser.add_argument("--rss-every", type=int, help="soak mode: RSS sample period in acks (N / 10)")
     parser.add_argument("--emulator-only", action="store_true", help="latency mode: skip the nginx variant")
     parser.add_argument("--perf", action="store_true",
@@ -888,8 +979,12 @@ def main():
     parser.add_argument("--stall-timeout", type=float, default=60.0)
     args = parser.parse_args()
     args.consumers = list(dict.fromkeys(c.strip() for c in args.consumers.split(",") if c.strip()))
+    if args.compare_binary and "druid-sync-b" not in args.consumers:
+        args.consumers.append("druid-sync-b")
+    if "druid-sync-b" in args.consumers and not args.compare_binary:
+        parser.error("the consumer druid-sync-b needs --compare-binary")
     for c in args.consumers:
-        if c not in ("druid-sync", "reference", "ack-only", "ack-only-python", "ack-only-coalesce"):
+        if c not in ("druid-sync", "druid-sync-b", "reference", "ack-only", "ack-only-python", "ack-only-coalesce"):
             parser.error(f"unknown consumer {c}")
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")

@@ -35,19 +35,9 @@ public struct ActivityTranslator: Sendable {
     /// The activity for `event`: the request body, its redacted twin and the `Accept-Language`.
     public func activity(for event: UserUpdateEvent) -> UpdateActivity {
         let (body, passwordRange) = json(for: event)
-        let redactedJSON: String
-        if let passwordRange {
-            // The body with the password's string literal swapped for "***": nothing else differs.
-            var redacted = Array(body[..<passwordRange.lowerBound])
-            redacted.append(contentsOf: #""***""#.utf8)
-            redacted.append(contentsOf: body[passwordRange.upperBound...])
-            redactedJSON = String(decoding: redacted, as: UTF8.self)
-        } else {
-            redactedJSON = String(decoding: body, as: UTF8.self)
-        }
         return UpdateActivity(
             body: body, acceptLanguage: event.locale ?? settings.defaultLocale, objectId: event.user.objectId,
-            redactedJSON: redactedJSON)
+            passwordRange: passwordRange)
     }
 
     /// The activity's JSON, and where the password's string literal (quotes included) sits in it.

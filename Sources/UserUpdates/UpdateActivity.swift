@@ -9,13 +9,27 @@ public struct UpdateActivity: Sendable {
     public let acceptLanguage: String?
     /// The DRUID objectId of the user, for logs.
     public let objectId: String
-    /// The same JSON with the password shown as `***`, for `druid-sync translate` and debugging.
-    public let redactedJSON: String
+    /// Where the password's string literal (quotes included) sits in `body`, if it has one.
+    public let passwordRange: Range<Int>?
 
-    public init(body: [UInt8], acceptLanguage: String?, objectId: String, redactedJSON: String) {
+    /// - Parameter passwordRange: the password's string literal in `body`, quotes included;
+    ///   nil when the body has no password.
+    public init(body: [UInt8], acceptLanguage: String?, objectId: String, passwordRange: Range<Int>?) {
+        precondition(passwordRange.map { $0.lowerBound >= 0 && $0.upperBound <= body.count } ?? true)
         self.body = body
         self.acceptLanguage = acceptLanguage
         self.objectId = objectId
-        self.redactedJSON = redactedJSON
+        self.passwordRange = passwordRange
+    }
+
+    /// The same JSON with the password shown as `***`, for `druid-sync translate` and
+    /// debugging. Built on demand: the daemon's path never needs it.
+    public var redactedJSON: String {
+        guard let passwordRange else { return String(decoding: body, as: UTF8.self) }
+        // The body with the password's string literal swapped for "***": nothing else differs.
+        var redacted = Array(body[..<passwordRange.lowerBound])
+        redacted.append(contentsOf: #""***""#.utf8)
+        redacted.append(contentsOf: body[passwordRange.upperBound...])
+        return String(decoding: redacted, as: UTF8.self)
     }
 }

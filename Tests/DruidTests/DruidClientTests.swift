@@ -63,7 +63,7 @@ func activity(
                    "ids":{"email":{"objectType":"user_id","value":"\#(email)","confirmed":true}}},
          "source":{"id":"pc","objectType":"device"}}
         """#
-    return UpdateActivity(body: Array(body.utf8), acceptLanguage: language, objectId: objectId, redactedJSON: "{}")
+    return UpdateActivity(body: Array(body.utf8), acceptLanguage: language, objectId: objectId, passwordRange: nil)
 }
 
 /// Decodes an `application/x-www-form-urlencoded` body.

@@ -53,6 +53,28 @@ struct PKCETests {
         #expect(String(reflecting: verifier) == "***")
     }
 
+    @Test("the random pool hands out each byte once, across refills, from many threads")
+    func randomPoolNeverRepeats() async throws {
+        // 8 tasks × 200 draws of 32 bytes: 50 refills of the 1 KiB pool, taken concurrently.
+        let draws = try await withThrowingTaskGroup(of: [[UInt8]].self) { group in
+            for _ in 0..<8 {
+                group.addTask { try (0..<200).map { _ in try randomBytes(count: 32) } }
+            }
+            var all: [[UInt8]] = []
+            for try await batch in group { all += batch }
+            return all
+        }
+        #expect(draws.count == 1_600)
+        #expect(Set(draws).count == 1_600)
+        // A size that does not divide the pool, and a request too large for it (drawn directly).
+        let odd = try (0..<100).map { _ in try randomBytes(count: 37) }
+        #expect(odd.allSatisfy { $0.count == 37 })
+        #expect(Set(odd).count == 100)
+        let large = try randomBytes(count: 4 * RandomPool.blockSize)
+        #expect(large.count == 4 * RandomPool.blockSize)
+        #expect(Set(large).count > 200)  // 4 KiB of zeros would have one value
+    }
+
     @Test("a given verifier must be 43 to 128 unreserved characters")
     func verifierValidation() {
         #expect(CodeVerifier(String(repeating: "a", count: 42)) == nil)

@@ -57,6 +57,13 @@ import UserUpdates
         #expect(try parsedJSON(activity.redactedJSON) == expected)
     }
 
+    @Test func passwordRangeIsThePasswordLiteral() throws {
+        let withPassword = try activity(sectionOneExample)
+        let range = try #require(withPassword.passwordRange)
+        #expect(try parsedJSON(Array(withPassword.body[range])) == .string("only-when-it-changes"))
+        #expect(try activity(event(user: user())).passwordRange == nil)
+    }
+
     @Test func withoutPasswordTheRedactedJSONIsTheBody() throws {
         let activity = try activity(event(user: user()))
         #expect(activity.redactedJSON == String(decoding: activity.body, as: UTF8.self))
