@@ -1,6 +1,12 @@
 internal import CCurl
 import Synchronization
 
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#endif
+
 /// One request from its submission to its completion, with the memory libcurl reads from
 /// (body, header list) and the buffers it writes into (response header block and body).
 ///
@@ -54,7 +60,7 @@ final class Transfer: @unchecked Sendable {
         method = request.method
         timeoutMilliseconds = request.timeout.roundedUpMilliseconds
         self.maximumBodySize = maximumBodySize
-        if request.url.utf8.contains(0) {
+        if Transfer.containsNUL(request.url) {
             throw HTTPClientError(code: .invalidURL, detail: "the URL contains a NUL byte")
         }
         let sendsBody = !(request.method == .get && request.body.isEmpty || request.method == .head)
@@ -102,6 +108,15 @@ final class Transfer: @unchecked Sendable {
 
     deinit {
         block.deallocate()
+    }
+
+    /// Whether `text` holds a NUL byte, with `memchr` over the string's contiguous UTF-8.
+    private static func containsNUL(_ text: String) -> Bool {
+        var text = text
+        return text.withUTF8 { bytes in
+            guard let base = bytes.baseAddress else { return false }
+            return memchr(base, 0, bytes.count) != nil
+        }
     }
 
     /// Writes `name: value` (or libcurl's `name;`, which sends an empty field) and a NUL at
@@ -187,10 +202,14 @@ final class Transfer: @unchecked Sendable {
     }
 
     /// The value of a `Content-Length` line, or nil for any other line.
+    /// `content-length:` as bytes: indexing an array is cheap, walking a `String`'s UTF-8
+    /// view element by element is not (it was most of the cost of each header line).
+    private static let contentLengthName: [UInt8] = Array("content-length:".utf8)
+
     private static func contentLength(_ line: UnsafeRawBufferPointer) -> Int? {
-        let name = "content-length:".utf8
-        guard line.count > name.count else { return nil }
-        for (index, expected) in name.enumerated() where HeaderName.lowercased(line[index]) != expected {
+        let name = contentLengthName
+        guard line.count > name.count, HeaderName.lowercased(line[0]) == name[0] else { return nil }
+        for index in 1..<name.count where HeaderName.lowercased(line[index]) != name[index] {
             return nil
         }
         var value = 0

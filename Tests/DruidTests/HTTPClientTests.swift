@@ -215,6 +215,20 @@ struct HTTPClientTests {
         }
     }
 
+    @Test("a URL with a NUL byte is refused before anything is sent")
+    func urlWithNUL() async throws {
+        let client = try HTTPClient()
+        defer { client.shutdown() }
+        for url in ["\(base)/echo?a=\u{0}b", "\u{0}\(base)/echo", "\(base)/échö\u{0}"] {
+            let error = await #expect(throws: HTTPClientError.self) {
+                _ = try await client.execute(HTTPRequest(url: url))
+            }
+            #expect(error?.code == .invalidURL)
+        }
+        // The same URLs without the NUL are sent.
+        #expect(try await client.execute(HTTPRequest(url: "\(base)/echo?a=b")).status == 200)
+    }
+
     @Test("a body larger than the configured maximum fails with .responseTooLarge")
     func responseTooLarge() async throws {
         let client = try HTTPClient(configuration: HTTPClientConfiguration(maximumResponseBodySize: 100_000))
