@@ -215,6 +215,29 @@ struct HTTPClientTests {
         }
     }
 
+    @Test("each request goes to its own URL when handles are reused, parsed by us or, failing that, by libcurl")
+    func urlsOfReusedHandles() async throws {
+        let client = try HTTPClient()
+        defer { client.shutdown() }
+        let host = base.dropFirst("http://".count)
+        // Alternating paths and queries on one connection, then a URL without a scheme
+        // (our parse refuses it; libcurl guesses http) and one with a scheme libcurl may not use.
+        for (index, url) in [
+            "\(base)/echo?code_verifier=abc-_.~", "\(base)/echo", "\(base)/echo?a=%20&b=2", "\(host)/echo?guessed=1",
+        ].enumerated() {
+            let response = try await client.execute(HTTPRequest(method: .post, url: url, body: Array("\(index)".utf8)))
+            #expect(response.status == 200)
+            let echo = jsonObject(response.body)
+            let query = url.split(separator: "?", maxSplits: 1).dropFirst().first.map(String.init) ?? ""
+            #expect(echo["query"] as? String == query)
+            #expect(echo["body"] as? String == "\(index)")
+        }
+        let error = await #expect(throws: HTTPClientError.self) {
+            _ = try await client.execute(HTTPRequest(url: "ftp://\(host)/echo"))
+        }
+        #expect(error?.code == .invalidURL)
+    }
+
     @Test("a URL with a NUL byte is refused before anything is sent")
     func urlWithNUL() async throws {
         let client = try HTTPClient()
