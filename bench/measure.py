@@ -600,7 +600,7 @@ class Bench:
                 result.notes.append(f"profile: perf report -i {perf_path} --no-children")
                 self.args.keep_captures = True
             self.processes.stop(launched)
-            time.sleep(0.3)  # let the last packets reach the capture file
+            wait_for_capture_drain(pcap_path)
             self.processes.stop(tcpdump, sig=signal.SIGINT)
             tcpdump_err.close()
             log.close()
@@ -874,6 +874,25 @@ def machine_summary():
             if line.startswith("MemTotal:"):
                 memory = f", {int(line.split()[1]) / MIB:.0f} GiB RAM"
     return f"{os.cpu_count()} × {model} (nproc {len(os.sched_getaffinity(0))}){memory}"
+
+
+def wait_for_capture_drain(pcap_path, quiet=0.4, limit=20.0):
+    """Waits until tcpdump has written what it captured. tcpdump discards the packets still
+    in its kernel buffer when it is interrupted, and after a fast consumer (the ack-only
+    one acks 50,000 messages in about 2 s) it can be seconds behind: stopping it early
+    lost acks from the capture and failed the round. Returns once the file has not grown
+    for `quiet` seconds (at least 0.3 s after the call), or after `limit` seconds."""
+    deadline = time.monotonic() + limit
+    time.sleep(0.3)
+    last, still_since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        size = os.path.getsize(pcap_path) if os.path.exists(pcap_path) else 0
+        now = time.monotonic()
+        if size != last:
+            last, still_since = size, now
+        elif now - still_since >= quiet:
+            return
+        time.sleep(0.1)
 
 
 def median_round(runs):
