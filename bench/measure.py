@@ -911,7 +911,7 @@ def fmt_pair(pair, digits=1):
 def callgrind_by_object(path, binary):
     """Instructions (Ir) per shared object in a callgrind output file, from callgrind_annotate;
     the daemon's own executable (Swift code and the static Swift runtime) is `druid-sync`."""
-    text = subprocess.run(["callgrind_annotate", "--threshold=100", path], capture_output=True, text=True,
+    text = subprocess.run(["callgrind_annotate", "--threshold=100", "--auto=no", path], capture_output=True, text=True,
                           check=True).stdout
     totals = {}
     for line in text.splitlines():
