@@ -128,10 +128,9 @@ public struct DruidClient: Sendable {
 
     /// `POST {graph}/activityid/v1/user/update?code_verifier=…` with the token it obtained.
     private func updateRequest(_ activity: UpdateActivity, verifier: CodeVerifier, token: DruidToken) -> HTTPRequest {
-        var encodedVerifier: [UInt8] = []
-        encodedVerifier.reserveCapacity(verifier.revealed.utf8.count)
-        PercentEncoding.appendQueryComponent(verifier.revealed, to: &encodedVerifier)
-        let url = updateURLPrefix + String(decoding: encodedVerifier, as: UTF8.self)
+        // A verifier has only unreserved characters (RFC 7636 section 4.1; `CodeVerifier`
+        // refuses anything else), which a query component carries unescaped.
+        let url = updateURLPrefix + verifier.revealed
         var headers: [(name: String, value: String)] = [
             ("Authorization", "Bearer " + token.accessToken.revealed),
             ("Content-Type", "application/json"),

@@ -1,4 +1,4 @@
-/// Percent-encoding for URL query components (RFC 3986: everything but unreserved).
+/// Percent-encoding (RFC 3986): which bytes are unreserved, and `%XX` for the others.
 enum PercentEncoding {
     /// `A–Z a–z 0–9 - . _ ~`.
     @inline(__always)
@@ -14,17 +14,6 @@ enum PercentEncoding {
     }
 
     static let hexDigits = Array("0123456789ABCDEF".utf8)
-
-    /// Appends `text` to `output`, every byte but the unreserved ones as `%XX`.
-    static func appendQueryComponent(_ text: String, to output: inout [UInt8]) {
-        for byte in text.utf8 {
-            if isUnreserved(byte) {
-                output.append(byte)
-            } else {
-                appendEscaped(byte, to: &output)
-            }
-        }
-    }
 
     @inline(__always)
     static func appendEscaped(_ byte: UInt8, to output: inout [UInt8]) {

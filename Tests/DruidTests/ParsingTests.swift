@@ -14,11 +14,10 @@ struct ParsingTests {
         #expect(String(decoding: form, as: UTF8.self) == "x+y=1&z=")
     }
 
-    @Test("query percent-encoding keeps only unreserved characters")
-    func percentEncoding() {
-        var output: [UInt8] = []
-        PercentEncoding.appendQueryComponent("aZ09-._~ +/?&=%", to: &output)
-        #expect(String(decoding: output, as: UTF8.self) == "aZ09-._~%20%2B%2F%3F%26%3D%25")
+    @Test("unreserved characters are exactly A-Z a-z 0-9 - . _ ~")
+    func unreservedCharacters() {
+        let unreserved = (0...255).map(UInt8.init).filter(PercentEncoding.isUnreserved)
+        #expect(String(decoding: unreserved, as: UTF8.self) == "-.0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz~")
     }
 
     @Test("JSON: DRUID's envelope")
