@@ -91,7 +91,7 @@ func randomBytes(count: Int) throws(OpenSSLError) -> [UInt8] {
 /// OpenSSL's CSPRNG output, drawn a kilobyte at a time and handed out once each.
 ///
 /// A `RAND_bytes` call has a fixed cost (the thread's generator, its fork and reseed
-/// checks) far above that of the 32 bytes a code verifier needs: it was a tenth of the
+/// checks) far above that of the 32 bytes a code verifier needs: it was a fifth of the
 /// work of preparing a delivery. One call now serves 32 verifiers. Bytes leave the pool
 /// exactly once and are zeroed as they leave, so the pool holds only bytes not yet used.
 /// OpenSSL checks for a fork on every call so that a child never repeats its parent's

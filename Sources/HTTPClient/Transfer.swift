@@ -201,11 +201,11 @@ final class Transfer: @unchecked Sendable {
         responseHeaderBlock.append(contentsOf: line)
     }
 
-    /// The value of a `Content-Length` line, or nil for any other line.
     /// `content-length:` as bytes: indexing an array is cheap, walking a `String`'s UTF-8
     /// view element by element is not (it was most of the cost of each header line).
     private static let contentLengthName: [UInt8] = Array("content-length:".utf8)
 
+    /// The value of a `Content-Length` line, or nil for any other line.
     private static func contentLength(_ line: UnsafeRawBufferPointer) -> Int? {
         let name = contentLengthName
         guard line.count > name.count, HeaderName.lowercased(line[0]) == name[0] else { return nil }
