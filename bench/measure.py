@@ -16,8 +16,8 @@ Run it through bench/run, which builds what it needs first.
 
 import argparse
 import json
-import re
 import os
+import re
 import shutil
 import signal
 import socket
@@ -434,7 +434,9 @@ class Bench:
 
     # -- the three consumers
 
-    def daemon_spec(self, standin_url, concurrency):
+    def daemon_spec(self, standin_url, concurrency, key="druid-sync", label="druid-sync", binary=None, wrapper=()):
+        """druid-sync as a consumer: the binary (`--binary` unless given), started through
+        `wrapper` (e.g. valgrind) when one is given."""
         env = {
             "DRUID_SYNC_AMQP_URL": self.args.amqp_url,
             "DRUID_SYNC_QUEUE_TYPE": "classic",
@@ -445,14 +447,14 @@ class Bench:
             "DRUID_SYNC_CLIENT_SECRET": CLIENT_SECRET,
             "DRUID_SYNC_LOG_LEVEL": "warning",
         }
-        return ConsumerSpec("druid-sync", "druid-sync", [self.args.binary], env)
+        return ConsumerSpec(key, label, [*wrapper, binary or self.args.binary], env)
 
     def compare_spec(self, standin_url, concurrency):
         """A second daemon binary (--compare-binary), run the same way: an A/B test of a
         change within one run, where this machine's drift hits both alike."""
-        env = self.daemon_spec(standin_url, concurrency).env
-        return ConsumerSpec("druid-sync-b", f"druid-sync B ({os.path.basename(self.args.compare_binary)})",
-                            [self.args.compare_binary], dict(env))
+        return self.daemon_spec(standin_url, concurrency, key="druid-sync-b",
+                                label=f"druid-sync B ({os.path.basename(self.args.compare_binary)})",
+                                binary=self.args.compare_binary)
 
     def reference_spec(self, standin_url, concurrency):
         env = self.daemon_spec(standin_url, concurrency).env
@@ -817,9 +819,9 @@ class Bench:
             totals = []
             for count in (small, n):
                 out = os.path.join(self.workdir, f"{key}.{count}.callgrind")
-                spec = self.daemon_spec(url, c)
-                spec = ConsumerSpec(key, f"{key} under callgrind", ["valgrind", "--tool=callgrind", "--dump-instr=no",
-                                    f"--callgrind-out-file={out}", binary], spec.env)
+                spec = self.daemon_spec(url, c, key=key, label=f"{key} under callgrind", binary=binary,
+                                        wrapper=["valgrind", "--tool=callgrind", "--dump-instr=no",
+                                                 f"--callgrind-out-file={out}"])
                 result = self.run_consumer(spec, count, count, f"instructions-{count}", capture_deliveries=False,
                                            standin_pids=nginx.worker_pids)
                 if not result.ok:
