@@ -40,7 +40,7 @@ public final class HTTPClient: HTTPExecutor {
     public init(configuration: HTTPClientConfiguration = HTTPClientConfiguration()) throws(HTTPClientError) {
         let engine = try TransferEngine(configuration: configuration)
         self.engine = engine
-        self.thread = try IOThread { engine.run() }
+        self.thread = try IOThread(name: "http-io") { engine.run() }
     }
 
     deinit {

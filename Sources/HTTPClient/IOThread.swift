@@ -1,3 +1,4 @@
+internal import CCurl
 import Locking
 import Synchronization
 
@@ -19,18 +20,24 @@ final class IOThread: Sendable {
 
     /// The body handed to the new thread.
     private final class Launch {
+        let name: String
         let body: @Sendable () -> Void
-        init(body: @escaping @Sendable () -> Void) { self.body = body }
+        init(name: String, body: @escaping @Sendable () -> Void) {
+            self.name = name
+            self.body = body
+        }
     }
 
-    /// Starts a thread running `body`.
-    init(body: @escaping @Sendable () -> Void) throws(HTTPClientError) {
-        let launch = Unmanaged.passRetained(Launch(body: body))
+    /// Starts a thread running `body`, named `name` (at most 15 bytes: what `top -H` and
+    /// `ps -L` show).
+    init(name: String, body: @escaping @Sendable () -> Void) throws(HTTPClientError) {
+        let launch = Unmanaged.passRetained(Launch(name: name, body: body))
         var identifier = pthread_t()
         let result = pthread_create(
             &identifier, nil,
             { argument in
                 let launch = Unmanaged<Launch>.fromOpaque(argument!).takeRetainedValue()
+                druid_curl_name_thread(launch.name)
                 launch.body()
                 return nil
             }, launch.toOpaque())

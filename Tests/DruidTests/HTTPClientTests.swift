@@ -320,6 +320,17 @@ struct HTTPClientTests {
         #expect(HTTPResponse(status: 204).header("content-type") == nil)
     }
 
+    @Test("the I/O thread is named http-io, as top -H and ps -L show it")
+    func ioThreadName() async throws {
+        let client = try HTTPClient()
+        defer { client.shutdown() }
+        // The thread names itself as it starts; a request answered proves it has started.
+        _ = try await client.execute(HTTPRequest(url: "\(base)/echo"))
+        let tasks = try FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")
+        let names = tasks.compactMap { try? String(contentsOfFile: "/proc/self/task/\($0)/comm", encoding: .utf8) }
+        #expect(names.contains("http-io\n"))
+    }
+
     @Test("the libcurl version is reported")
     func version() {
         #expect(HTTPClient.curlVersion.hasPrefix("libcurl/"))
