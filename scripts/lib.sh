@@ -7,7 +7,7 @@ log() { printf '\033[1m==> [%s] %s\033[0m\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 # The Debian packages druid-sync builds, tests and demonstrates with.
 DEBIAN_PACKAGES=(
-  librabbitmq-dev libssl-dev libcurl4-openssl-dev libsystemd-dev pkg-config
+  librabbitmq-dev libssl-dev libcurl4-openssl-dev libsystemd-dev libmimalloc-dev pkg-config
   rabbitmq-server python3 python3-aiohttp python3-httptools python3-uvloop python3-pika python3-aio-pika
   openssl ca-certificates curl nginx-light systemd procps iproute2
   dpkg-dev binutils file

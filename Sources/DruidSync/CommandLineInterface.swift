@@ -63,6 +63,7 @@ public enum CommandLineInterface {
         rabbitmq-c \(AMQPConnection.libraryVersion)
         \(DruidClient.openSSLVersion)
         \(HTTPClient.curlVersion)
+        allocator: \(MemoryAllocator.description)
         """
     }
 

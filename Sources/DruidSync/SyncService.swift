@@ -95,6 +95,7 @@ public final class SyncService: Sendable {
                 ("rabbitmq_c", .string(AMQPConnection.libraryVersion)),
                 ("openssl", .string(DruidClient.openSSLVersion)),
                 ("libcurl", .string(HTTPClient.curlVersion)),
+                ("allocator", .string(MemoryAllocator.description)),
             ] + configuration.effectiveSettings().map { ($0.0, LogValue.string($0.1)) })
         let signals = installSignalHandlers()
         deliveries.connect { [self] delivery in receive(delivery) }

@@ -248,3 +248,10 @@ func loggedLines(
         }
     }
 }
+
+@Test("mimalloc serves malloc in a process that links DruidSync, and says so")
+func mimallocIsTheAllocator() {
+    #expect(MemoryAllocator.isMimallocInUse)
+    #expect(MemoryAllocator.mimallocVersion.hasPrefix("2."))
+    #expect(MemoryAllocator.description == "mimalloc \(MemoryAllocator.mimallocVersion)")
+}

@@ -29,6 +29,17 @@ final class OperatorCommandTests {
         broker.deleteTopology(queue: queue, retryQueues: 2)
     }
 
+    @Test("--version names the C libraries, and malloc is mimalloc's in the daemon's process")
+    func versionAndAllocator() throws {
+        let run = try OperatorCommand.run(["--version"], environment: [:])
+        #expect(run.status == 0)
+        let lines = run.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.first?.hasPrefix("druid-sync ") == true)
+        #expect(lines.contains { $0.hasPrefix("rabbitmq-c 0.11") })
+        #expect(lines.contains { $0.hasPrefix("libcurl/") })
+        #expect(lines.contains { $0.hasPrefix("allocator: mimalloc 2.") }, "\(lines)")
+    }
+
     // MARK: Helpers
 
     /// The settings every command and daemon of a test shares.
