@@ -36,12 +36,18 @@ METHOD_NACK = 120
 class _Flow:
     """One direction of one TCP connection, reassembled in sequence order."""
 
-    __slots__ = ("next_seq", "buffer", "broken", "synced", "is_client", "time")
+    __slots__ = ("next_seq", "buffer", "broken", "synced", "is_client", "time", "early")
+
+    # Segments held while an earlier one is missing, before the flow is given up.
+    MAX_EARLY = 4096
 
     def __init__(self, is_client: bool):
         self.next_seq = None
         self.buffer = bytearray()
         self.broken = False
+        # seq -> payload of segments captured ahead of a gap: with two vCPUs the capture can
+        # hold a flow's segments out of order, and the gap fills a few packets later.
+        self.early = {}
         self.synced = False
         self.is_client = is_client
         self.time = 0
@@ -172,14 +178,36 @@ class AmqpConnections:
             if overlap >= len(payload):
                 return
             payload = payload[overlap:]
-        elif delta > 0:  # bytes missing from the capture: stop decoding this flow
-            flow.broken = True
-            self.broken_flows += 1
+        elif delta > 0:  # ahead of a gap: hold it until the gap fills
+            flow.early[seq] = payload
+            if len(flow.early) > _Flow.MAX_EARLY:  # bytes missing from the capture: give up
+                flow.broken = True
+                self.broken_flows += 1
             return
         flow.next_seq = (flow.next_seq + len(payload)) & 0xFFFFFFFF
         flow.buffer += payload
+        self._take_early(flow)
         flow.time = time_us
         self._decode(flow, client_port)
+
+    @staticmethod
+    def _take_early(flow):
+        """Appends the held segments that the stream has now reached."""
+        while flow.early:
+            for seq in list(flow.early):
+                behind = (flow.next_seq - seq) & 0xFFFFFFFF
+                if behind < 0x80000000:  # starts at or before the next byte wanted
+                    payload = flow.early.pop(seq)
+                    if behind < len(payload):
+                        flow.buffer += payload[behind:]
+                        flow.next_seq = (flow.next_seq + len(payload) - behind) & 0xFFFFFFFF
+                    break
+            else:
+                return
+
+    def unfinished_flows(self):
+        """Flows still waiting for bytes the capture never had."""
+        return sum(1 for flow in self.flows.values() if flow.early and not flow.broken)
 
     def _decode(self, flow, port):
         buf = flow.buffer
@@ -334,6 +362,7 @@ def analyse(pcap_path, ports, broker_port=AMQP_PORT_DEFAULT):
     for segment in reader.segments(ports=ports, broker_port=broker_port):
         connections.feed(*segment)
     connections.snap_truncated = reader.snap_truncated
+    connections.broken_flows += connections.unfinished_flows()
     return connections
 
 
