@@ -835,13 +835,14 @@ class Bench:
         nginx.stop()
         self.print_header("instructions", n, c, f"nginx, constant answers; runs of {small:,} and {n:,} "
                           "messages under callgrind, difference per message")
-        objects = sorted(costs["druid-sync"], key=lambda o: -costs["druid-sync"][o])
+        # Every library either binary spent in (B may link one A does not, such as an allocator).
+        objects = sorted(set().union(*costs.values()), key=lambda o: -max(c.get(o, 0) for c in costs.values()))
         header = f"{'instructions per message':<28} {'druid-sync':>12}"
         if "druid-sync-b" in costs:
             header += f" {'B':>12} {'B / A':>7}"
         print(header)
         print("-" * len(header))
-        shown = [o for o in objects if costs["druid-sync"][o] >= 500] + ["total"]
+        shown = [o for o in objects if max(c.get(o, 0) for c in costs.values()) >= 500] + ["total"]
         for key in costs:
             costs[key]["total"] = sum(v for o, v in costs[key].items() if o != "total")
         for obj in shown:
@@ -849,7 +850,7 @@ class Bench:
             line = f"{obj:<28} {a:>12,.0f}"
             if "druid-sync-b" in costs:
                 b = costs["druid-sync-b"].get(obj, 0)
-                line += f" {b:>12,.0f} {b / a if a else 0:>7.3f}"
+                line += f" {b:>12,.0f} " + (f"{b / a:>7.3f}" if a else f"{'new':>7}")
             print(line)
         print()
         return []
@@ -861,9 +862,20 @@ class Bench:
         print(f"druid-sync benchmark, {mode} mode: {n:,} messages, concurrency/prefetch {c}, classic queue; "
               f"DRUID: {standin}")
         print(f"machine: {machine_summary()}; load average now {' '.join(load)}")
-        kind = "static Swift runtime, as the .deb ships it" if "/static/" in self.args.binary else "dynamic"
-        print(f"druid-sync binary: {os.path.relpath(self.args.binary, REPO_DIR)} ({kind})")
+        print(f"druid-sync binary: {os.path.relpath(self.args.binary, REPO_DIR)} ({binary_kind(self.args.binary)})")
         print("=" * 100)
+
+
+def binary_kind(path):
+    """How a druid-sync binary was built, read from the libraries it needs."""
+    try:
+        needed = subprocess.run(["objdump", "-p", path], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "not an ELF file: a wrapper?"
+    runtime = "dynamic Swift runtime" if "libswiftCore.so" in needed else "static Swift runtime"
+    if "libmimalloc.so" not in needed:
+        return runtime + ", glibc malloc"
+    return runtime + (", as the .deb ships it" if runtime.startswith("static") else "")
 
 
 def machine_summary():
